@@ -1,0 +1,333 @@
+// GGUF v2/v3 container reader: header, metadata, tensor infos, tensor data (llama.cpp's format).
+import Foundation
+
+// MARK: - Metadata values
+
+/// One GGUF metadata value, typed as the file declares it (gguf.md, "GGUF value types").
+public enum GGUFValue: Sendable, Equatable {
+    case uint8(UInt8), int8(Int8), uint16(UInt16), int16(Int16)
+    case uint32(UInt32), int32(Int32), uint64(UInt64), int64(Int64)
+    case float32(Float), float64(Double), bool(Bool), string(String)
+    case array([GGUFValue])
+
+    /// Any integer type as Int (nil for non-integers or values beyond Int's range).
+    public var intValue: Int? {
+        switch self {
+        case let .uint8(v): return Int(v)
+        case let .int8(v): return Int(v)
+        case let .uint16(v): return Int(v)
+        case let .int16(v): return Int(v)
+        case let .uint32(v): return Int(v)
+        case let .int32(v): return Int(v)
+        case let .uint64(v): return Int(exactly: v)
+        case let .int64(v): return Int(v)
+        case let .bool(v): return v ? 1 : 0
+        default: return nil
+        }
+    }
+
+    /// Any numeric type as Double.
+    public var doubleValue: Double? {
+        switch self {
+        case let .float32(v): return Double(v)
+        case let .float64(v): return v
+        default: return intValue.map(Double.init)
+        }
+    }
+
+    public var stringValue: String? { if case let .string(s) = self { return s }; return nil }
+    public var boolValue: Bool? { if case let .bool(b) = self { return b }; return nil }
+    public var arrayValue: [GGUFValue]? { if case let .array(a) = self { return a }; return nil }
+}
+
+// MARK: - ggml tensor types
+
+/// ggml's tensor type ids (ggml.h `enum ggml_type`) with their block layout.
+public enum GGMLType: UInt32, Sendable, CaseIterable {
+    case f32 = 0, f16 = 1, q4_0 = 2, q4_1 = 3, q5_0 = 6, q5_1 = 7, q8_0 = 8, q8_1 = 9
+    case q2_K = 10, q3_K = 11, q4_K = 12, q5_K = 13, q6_K = 14, q8_K = 15
+    case bf16 = 30
+
+    public var name: String {
+        switch self {
+        case .f32: return "F32"
+        case .f16: return "F16"
+        case .bf16: return "BF16"
+        case .q4_0: return "Q4_0"
+        case .q4_1: return "Q4_1"
+        case .q5_0: return "Q5_0"
+        case .q5_1: return "Q5_1"
+        case .q8_0: return "Q8_0"
+        case .q8_1: return "Q8_1"
+        case .q2_K: return "Q2_K"
+        case .q3_K: return "Q3_K"
+        case .q4_K: return "Q4_K"
+        case .q5_K: return "Q5_K"
+        case .q6_K: return "Q6_K"
+        case .q8_K: return "Q8_K"
+        }
+    }
+
+    /// Elements per block.
+    public var blockSize: Int {
+        switch self {
+        case .f32, .f16, .bf16: return 1
+        case .q4_0, .q4_1, .q5_0, .q5_1, .q8_0, .q8_1: return 32
+        case .q2_K, .q3_K, .q4_K, .q5_K, .q6_K, .q8_K: return 256
+        }
+    }
+
+    /// Bytes per block (ggml-common.h block structs).
+    public var bytesPerBlock: Int {
+        switch self {
+        case .f32: return 4
+        case .f16, .bf16: return 2
+        case .q4_0: return 18
+        case .q4_1: return 20
+        case .q5_0: return 22
+        case .q5_1: return 24
+        case .q8_0: return 34
+        case .q8_1: return 36
+        case .q2_K: return 84
+        case .q3_K: return 110
+        case .q4_K: return 144
+        case .q5_K: return 176
+        case .q6_K: return 210
+        case .q8_K: return 292
+        }
+    }
+
+    /// Types this reader converts to Float (the list; others are refused by name).
+    public var isSupported: Bool {
+        switch self {
+        case .f32, .f16, .bf16, .q8_0, .q4_0, .q4_1, .q5_0, .q5_1, .q4_K, .q5_K, .q6_K: return true
+        default: return false
+        }
+    }
+}
+
+// MARK: - The file
+
+public struct GGUFTensorInfo: Sendable {
+    public var name: String
+    /// ggml's `ne`: dimension 0 is the fastest-varying (the reverse of row-major shape).
+    public var ne: [Int]
+    public var type: GGMLType
+    /// Absolute byte offset of the tensor's data in the file.
+    public var fileOffset: Int
+    public var byteCount: Int
+    public var shape: [Int] { ne.reversed() }
+    public var elementCount: Int { ne.reduce(1, *) }
+}
+
+/// A parsed GGUF file. All bounds are checked at open; `read` then only converts.
+public final class GGUFReader: TensorSource {
+    public let path: String
+    public let version: Int
+    public let metadata: [String: GGUFValue]
+    /// Metadata keys in file order (for `cnl inspect` and stable listings).
+    public let metadataKeys: [String]
+    public let tensorInfos: [String: GGUFTensorInfo]
+    public let tensorOrder: [String]
+    public let alignment: Int
+    public let tensors: [String: TensorEntry]
+    private let file: MappedFile
+
+    static let magic: UInt32 = 0x4655_4747 // "GGUF" read little-endian
+
+    public convenience init(path: String) throws {
+        try self.init(file: MappedFile(path: path))
+    }
+
+    public init(file: MappedFile) throws {
+        self.file = file
+        let path = file.path
+        self.path = path
+        var c = ByteCursor(file.allBytes, path: path)
+
+        let magic = try c.read(UInt32.self, "GGUF magic")
+        guard magic == Self.magic else {
+            throw CheckpointError.malformedHeader(path: path, detail: "magic is 0x\(String(magic, radix: 16)), not 'GGUF'")
+        }
+        let version = Int(try c.read(UInt32.self, "GGUF version"))
+        guard version == 2 || version == 3 else { throw CheckpointError.unsupportedVersion(path: path, version: version) }
+        self.version = version
+        let tensorCount = try c.read(UInt64.self, "tensor count")
+        let kvCount = try c.read(UInt64.self, "metadata count")
+        // Each key/value needs at least 8 (key length) + 4 (type) bytes and each tensor info at
+        // least 8 + 4 + 4 + 8: a count that cannot fit is corrupt, and is refused before any
+        // allocation sized by it.
+        guard kvCount <= UInt64(c.remaining / 12) else {
+            throw CheckpointError.malformedHeader(path: path, detail: "metadata count \(kvCount) cannot fit in the \(c.remaining) remaining bytes")
+        }
+
+        var md: [String: GGUFValue] = [:]
+        var keys: [String] = []
+        for i in 0..<Int(kvCount) {
+            let key = try Self.readString(&c, "metadata key #\(i)")
+            let type = try c.read(UInt32.self, "type of metadata '\(key)'")
+            let value = try Self.readValue(&c, type: type, key: key, depth: 0)
+            if md.updateValue(value, forKey: key) != nil {
+                throw CheckpointError.malformedHeader(path: path, detail: "metadata key '\(key)' appears twice")
+            }
+            keys.append(key)
+        }
+        metadata = md
+        metadataKeys = keys
+
+        var align = 32
+        if let a = md["general.alignment"] {
+            guard let v = a.intValue, v > 0, v & (v - 1) == 0, v <= 1 << 20 else {
+                throw CheckpointError.badMetadata(path: path, key: "general.alignment", detail: "must be a power of two, found \(a)")
+            }
+            align = v
+        }
+        alignment = align
+
+        guard tensorCount <= UInt64(c.remaining / 24) else {
+            throw CheckpointError.malformedHeader(path: path, detail: "tensor count \(tensorCount) cannot fit in the \(c.remaining) remaining bytes")
+        }
+        var raw: [(name: String, ne: [Int], type: GGMLType, offset: Int)] = []
+        var seen = Set<String>()
+        for i in 0..<Int(tensorCount) {
+            let name = try Self.readString(&c, "name of tensor #\(i)")
+            let nDims = Int(try c.read(UInt32.self, "dimension count of '\(name)'"))
+            guard (1...4).contains(nDims) else {
+                throw CheckpointError.malformedHeader(path: path, detail: "tensor '\(name)' has \(nDims) dimensions (ggml allows 1 to 4)")
+            }
+            var ne: [Int] = []
+            var elements = 1
+            for d in 0..<nDims {
+                let n = try c.read(UInt64.self, "dimension \(d) of '\(name)'")
+                guard n > 0, n < 1 << 40 else {
+                    throw CheckpointError.malformedHeader(path: path, detail: "tensor '\(name)' dimension \(d) is \(n)")
+                }
+                let (prod, overflow) = elements.multipliedReportingOverflow(by: Int(n))
+                guard !overflow, prod < 1 << 44 else {
+                    throw CheckpointError.malformedHeader(path: path, detail: "tensor '\(name)' has too many elements")
+                }
+                elements = prod
+                ne.append(Int(n))
+            }
+            let typeID = try c.read(UInt32.self, "type of '\(name)'")
+            guard let type = GGMLType(rawValue: typeID) else {
+                throw CheckpointError.unsupportedDType(path: path, tensor: name, dtype: "ggml type id \(typeID)")
+            }
+            guard ne[0] % type.blockSize == 0 else {
+                throw CheckpointError.malformedHeader(path: path, detail: "tensor '\(name)' row length \(ne[0]) is not a multiple of the \(type.name) block size \(type.blockSize)")
+            }
+            let offset = try c.read(UInt64.self, "data offset of '\(name)'")
+            guard offset < 1 << 48 else {
+                throw CheckpointError.tensorOutOfBounds(path: path, tensor: name, detail: "offset \(offset)")
+            }
+            guard seen.insert(name).inserted else {
+                throw CheckpointError.malformedHeader(path: path, detail: "tensor '\(name)' appears twice")
+            }
+            raw.append((name, ne, type, Int(offset)))
+        }
+
+        let dataStart = (c.offset + align - 1) / align * align
+        var infos: [String: GGUFTensorInfo] = [:]
+        var entries: [String: TensorEntry] = [:]
+        for t in raw {
+            guard t.offset % align == 0 else {
+                throw CheckpointError.tensorOutOfBounds(path: path, tensor: t.name, detail: "data offset \(t.offset) is not aligned to \(align)")
+            }
+            let elements = t.ne.reduce(1, *)
+            let bytes = elements / t.type.blockSize * t.type.bytesPerBlock
+            let start = dataStart + t.offset
+            guard start <= file.count, bytes <= file.count - start else {
+                throw CheckpointError.tensorOutOfBounds(path: path, tensor: t.name, detail: "bytes \(start)..<\(start + bytes) but the file has \(file.count)")
+            }
+            let info = GGUFTensorInfo(name: t.name, ne: t.ne, type: t.type, fileOffset: start, byteCount: bytes)
+            infos[t.name] = info
+            entries[t.name] = TensorEntry(name: t.name, shape: info.shape, storage: t.type.name)
+        }
+        tensorInfos = infos
+        tensorOrder = raw.map(\.name)
+        tensors = entries
+    }
+
+    public func read(_ name: String, into destination: UnsafeMutableBufferPointer<Float>) throws {
+        guard let info = tensorInfos[name] else { throw CheckpointError.missingTensor(path: path, tensor: name) }
+        guard destination.count == info.elementCount else {
+            throw CheckpointError.shapeMismatch(path: path, tensor: name, expected: [destination.count], found: info.shape)
+        }
+        guard info.type.isSupported else {
+            throw CheckpointError.unsupportedDType(path: path, tensor: name, dtype: info.type.name)
+        }
+        guard let bytes = file.bytes(at: info.fileOffset, count: info.byteCount), let src = bytes.baseAddress ?? (info.byteCount == 0 ? UnsafeRawPointer(bitPattern: 1) : nil) else {
+            throw CheckpointError.tensorOutOfBounds(path: path, tensor: name, detail: "offset \(info.fileOffset)")
+        }
+        GGMLDequantizer.dequantize(info.type, from: src, count: info.elementCount, into: destination.baseAddress!)
+    }
+
+    // MARK: Metadata helpers
+
+    public func string(_ key: String) throws -> String {
+        guard let v = metadata[key] else { throw CheckpointError.missingMetadata(path: path, key: key) }
+        guard let s = v.stringValue else { throw CheckpointError.badMetadata(path: path, key: key, detail: "expected a string, found \(v)") }
+        return s
+    }
+
+    public func int(_ key: String) throws -> Int {
+        guard let v = metadata[key] else { throw CheckpointError.missingMetadata(path: path, key: key) }
+        guard let i = v.intValue else { throw CheckpointError.badMetadata(path: path, key: key, detail: "expected an integer") }
+        return i
+    }
+
+    public func double(_ key: String) throws -> Double {
+        guard let v = metadata[key] else { throw CheckpointError.missingMetadata(path: path, key: key) }
+        guard let d = v.doubleValue else { throw CheckpointError.badMetadata(path: path, key: key, detail: "expected a number") }
+        return d
+    }
+
+    // MARK: Parsing
+
+    private static func readString(_ c: inout ByteCursor, _ what: @autoclosure () -> String) throws -> String {
+        let n = try c.read(UInt64.self, "length of \(what())")
+        guard n <= UInt64(c.remaining) else {
+            throw CheckpointError.truncated(path: c.path, what: what(), offset: c.offset, needed: Int(clamping: n), available: c.remaining)
+        }
+        let raw = try c.readBytes(Int(n), what())
+        guard let s = String(validating: raw, as: UTF8.self) else {
+            throw CheckpointError.invalidName(path: c.path, detail: "\(what()) at byte \(c.offset - Int(n)) is not valid UTF-8")
+        }
+        return s
+    }
+
+    private static func readValue(_ c: inout ByteCursor, type: UInt32, key: String, depth: Int) throws -> GGUFValue {
+        let what = "value of '\(key)'"
+        switch type {
+        case 0: return .uint8(try c.read(UInt8.self, what))
+        case 1: return .int8(try c.read(Int8.self, what))
+        case 2: return .uint16(try c.read(UInt16.self, what))
+        case 3: return .int16(try c.read(Int16.self, what))
+        case 4: return .uint32(try c.read(UInt32.self, what))
+        case 5: return .int32(try c.read(Int32.self, what))
+        case 6: return .float32(try c.readFloat(what))
+        case 7:
+            let b = try c.read(UInt8.self, what)
+            guard b <= 1 else { throw CheckpointError.badMetadata(path: c.path, key: key, detail: "bool byte is \(b)") }
+            return .bool(b == 1)
+        case 8: return .string(try readString(&c, what))
+        case 9:
+            guard depth < 4 else { throw CheckpointError.badMetadata(path: c.path, key: key, detail: "arrays nested too deeply") }
+            let elementType = try c.read(UInt32.self, "element type of '\(key)'")
+            let n = try c.read(UInt64.self, "element count of '\(key)'")
+            // Every element takes at least one byte: a count beyond the remaining bytes is corrupt.
+            guard n <= UInt64(c.remaining) else {
+                throw CheckpointError.truncated(path: c.path, what: "array '\(key)' of \(n) elements", offset: c.offset, needed: Int(clamping: n), available: c.remaining)
+            }
+            var items: [GGUFValue] = []
+            items.reserveCapacity(Int(n))
+            for _ in 0..<Int(n) { items.append(try readValue(&c, type: elementType, key: key, depth: depth + 1)) }
+            return .array(items)
+        case 10: return .uint64(try c.read(UInt64.self, what))
+        case 11: return .int64(try c.read(Int64.self, what))
+        case 12: return .float64(try c.readDouble(what))
+        default:
+            throw CheckpointError.badMetadata(path: c.path, key: key, detail: "unknown value type \(type)")
+        }
+    }
+}

@@ -1,0 +1,3 @@
+import XCTest
+@testable import Engine
+final class SmokeTests: XCTestCase { func testNothing() {} }
