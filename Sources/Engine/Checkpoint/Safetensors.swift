@@ -114,6 +114,29 @@ public final class SafetensorsFile: TensorSource {
         }
     }
 
+    /// An integer tensor (I64, I32, I16, I8, U8, BOOL) as Int: token ids and masks in test and
+    /// data files. Float tensors go through `read(_:into:)`.
+    public func readIntegers(_ name: String) throws -> [Int] {
+        guard let e = tensors[name], let r = ranges[name] else { throw CheckpointError.missingTensor(path: path, tensor: name) }
+        let size = Self.elementSizes[r.dtype]!
+        guard !Self.floatDTypes.contains(r.dtype) else {
+            throw CheckpointError.unsupportedDType(path: path, tensor: name, dtype: "\(r.dtype) (an integer tensor was expected)")
+        }
+        let n = e.elementCount
+        guard let bytes = file.bytes(at: r.start, count: n * size) else {
+            throw CheckpointError.tensorOutOfBounds(path: path, tensor: name, detail: "offset \(r.start)")
+        }
+        return (0..<n).map { i -> Int in
+            switch r.dtype {
+            case "I64": return Int(bytes.loadUnaligned(fromByteOffset: 8 * i, as: Int64.self))
+            case "I32": return Int(bytes.loadUnaligned(fromByteOffset: 4 * i, as: Int32.self))
+            case "I16": return Int(bytes.loadUnaligned(fromByteOffset: 2 * i, as: Int16.self))
+            case "I8": return Int(bytes.load(fromByteOffset: i, as: Int8.self))
+            default: return Int(bytes.load(fromByteOffset: i, as: UInt8.self))
+            }
+        }
+    }
+
     private static func intArray(_ a: [Any]) -> [Int]? {
         var out: [Int] = []
         for v in a {

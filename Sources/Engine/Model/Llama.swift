@@ -1,0 +1,394 @@
+// Llama (1/2/3, Mistral-style, GQA): RMSNorm, rotary attention, SwiGLU FFN; HF and GGUF weights.
+import Foundation
+
+// MARK: - Configuration (keys of HF config.json)
+
+/// HF `rope_scaling` (transformers 4) or `rope_parameters` (transformers 5).
+public struct RopeScalingConfig: Codable, Sendable, Equatable {
+    public var ropeType: String
+    public var factor: Double?
+    public var lowFreqFactor: Double?
+    public var highFreqFactor: Double?
+    public var originalMaxPositionEmbeddings: Int?
+    public var ropeTheta: Double?
+
+    enum CodingKeys: String, CodingKey {
+        case ropeType = "rope_type", type, factor
+        case lowFreqFactor = "low_freq_factor", highFreqFactor = "high_freq_factor"
+        case originalMaxPositionEmbeddings = "original_max_position_embeddings"
+        case ropeTheta = "rope_theta"
+    }
+
+    public init(ropeType: String, factor: Double? = nil, lowFreqFactor: Double? = nil, highFreqFactor: Double? = nil,
+                originalMaxPositionEmbeddings: Int? = nil, ropeTheta: Double? = nil) {
+        self.ropeType = ropeType; self.factor = factor; self.lowFreqFactor = lowFreqFactor
+        self.highFreqFactor = highFreqFactor; self.originalMaxPositionEmbeddings = originalMaxPositionEmbeddings
+        self.ropeTheta = ropeTheta
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        // transformers wrote "type" before "rope_type".
+        ropeType = try c.decodeIfPresent(String.self, forKey: .ropeType) ?? c.decodeIfPresent(String.self, forKey: .type) ?? "default"
+        factor = try c.decodeIfPresent(Double.self, forKey: .factor)
+        lowFreqFactor = try c.decodeIfPresent(Double.self, forKey: .lowFreqFactor)
+        highFreqFactor = try c.decodeIfPresent(Double.self, forKey: .highFreqFactor)
+        originalMaxPositionEmbeddings = try c.decodeIfPresent(Int.self, forKey: .originalMaxPositionEmbeddings)
+        ropeTheta = try c.decodeIfPresent(Double.self, forKey: .ropeTheta)
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(ropeType, forKey: .ropeType)
+        try c.encodeIfPresent(factor, forKey: .factor)
+        try c.encodeIfPresent(lowFreqFactor, forKey: .lowFreqFactor)
+        try c.encodeIfPresent(highFreqFactor, forKey: .highFreqFactor)
+        try c.encodeIfPresent(originalMaxPositionEmbeddings, forKey: .originalMaxPositionEmbeddings)
+        try c.encodeIfPresent(ropeTheta, forKey: .ropeTheta)
+    }
+
+    /// The rotary scaling this config asks for; unknown kinds are refused by name.
+    func scaling(path: String, maxPositions: Int) throws -> RotaryEmbedding.Scaling {
+        func need(_ v: Double?, _ key: String) throws -> Float {
+            guard let v, v > 0 else { throw ModelError.badConfig(path: path, key: "rope_scaling.\(key)", detail: "must be a positive number for rope_type '\(ropeType)'") }
+            return Float(v)
+        }
+        switch ropeType {
+        case "default": return .none
+        case "linear": return .linear(factor: try need(factor, "factor"))
+        case "dynamic":
+            return .dynamic(factor: try need(factor, "factor"), originalContext: originalMaxPositionEmbeddings ?? maxPositions)
+        case "llama3":
+            return .llama3(factor: try need(factor, "factor"), lowFreqFactor: try need(lowFreqFactor, "low_freq_factor"),
+                           highFreqFactor: try need(highFreqFactor, "high_freq_factor"),
+                           originalContext: originalMaxPositionEmbeddings ?? maxPositions)
+        default:
+            throw ModelError.unsupported(path: path, key: "rope_scaling.rope_type", value: ropeType, supported: "default, linear, dynamic, llama3")
+        }
+    }
+}
+
+public struct LlamaConfig: Codable, Sendable, Equatable {
+    public var hiddenSize: Int
+    public var intermediateSize: Int
+    public var numHiddenLayers: Int
+    public var numAttentionHeads: Int
+    public var numKeyValueHeads: Int
+    public var headDim: Int
+    public var rmsNormEps: Double
+    public var ropeTheta: Double
+    public var ropeScaling: RopeScalingConfig?
+    public var vocabSize: Int
+    public var maxPositionEmbeddings: Int
+    public var tieWordEmbeddings: Bool
+    public var attentionBias: Bool
+    public var mlpBias: Bool
+    public var hiddenAct: String
+
+    enum CodingKeys: String, CodingKey {
+        case hiddenSize = "hidden_size", intermediateSize = "intermediate_size"
+        case numHiddenLayers = "num_hidden_layers", numAttentionHeads = "num_attention_heads"
+        case numKeyValueHeads = "num_key_value_heads", headDim = "head_dim"
+        case rmsNormEps = "rms_norm_eps", ropeTheta = "rope_theta", ropeScaling = "rope_scaling"
+        case ropeParameters = "rope_parameters"
+        case vocabSize = "vocab_size", maxPositionEmbeddings = "max_position_embeddings"
+        case tieWordEmbeddings = "tie_word_embeddings", attentionBias = "attention_bias", mlpBias = "mlp_bias"
+        case hiddenAct = "hidden_act"
+    }
+
+    public init(hiddenSize: Int, intermediateSize: Int, numHiddenLayers: Int, numAttentionHeads: Int,
+                numKeyValueHeads: Int, headDim: Int, rmsNormEps: Double, ropeTheta: Double,
+                ropeScaling: RopeScalingConfig?, vocabSize: Int, maxPositionEmbeddings: Int,
+                tieWordEmbeddings: Bool, attentionBias: Bool = false, mlpBias: Bool = false, hiddenAct: String = "silu") {
+        self.hiddenSize = hiddenSize; self.intermediateSize = intermediateSize
+        self.numHiddenLayers = numHiddenLayers; self.numAttentionHeads = numAttentionHeads
+        self.numKeyValueHeads = numKeyValueHeads; self.headDim = headDim; self.rmsNormEps = rmsNormEps
+        self.ropeTheta = ropeTheta; self.ropeScaling = ropeScaling; self.vocabSize = vocabSize
+        self.maxPositionEmbeddings = maxPositionEmbeddings; self.tieWordEmbeddings = tieWordEmbeddings
+        self.attentionBias = attentionBias; self.mlpBias = mlpBias; self.hiddenAct = hiddenAct
+    }
+
+    /// Defaults as LlamaConfig in transformers; `rope_parameters` (v5) or `rope_theta` +
+    /// `rope_scaling` (v4) both accepted.
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        hiddenSize = try c.decodeIfPresent(Int.self, forKey: .hiddenSize) ?? 4096
+        intermediateSize = try c.decodeIfPresent(Int.self, forKey: .intermediateSize) ?? 11008
+        numHiddenLayers = try c.decodeIfPresent(Int.self, forKey: .numHiddenLayers) ?? 32
+        numAttentionHeads = try c.decodeIfPresent(Int.self, forKey: .numAttentionHeads) ?? 32
+        numKeyValueHeads = try c.decodeIfPresent(Int.self, forKey: .numKeyValueHeads) ?? numAttentionHeads
+        headDim = try c.decodeIfPresent(Int.self, forKey: .headDim) ?? hiddenSize / max(numAttentionHeads, 1)
+        rmsNormEps = try c.decodeIfPresent(Double.self, forKey: .rmsNormEps) ?? 1e-6
+        let params = try c.decodeIfPresent(RopeScalingConfig.self, forKey: .ropeParameters)
+        ropeTheta = try c.decodeIfPresent(Double.self, forKey: .ropeTheta) ?? params?.ropeTheta ?? 10000
+        ropeScaling = try c.decodeIfPresent(RopeScalingConfig.self, forKey: .ropeScaling) ?? params
+        vocabSize = try c.decodeIfPresent(Int.self, forKey: .vocabSize) ?? 32000
+        maxPositionEmbeddings = try c.decodeIfPresent(Int.self, forKey: .maxPositionEmbeddings) ?? 2048
+        tieWordEmbeddings = try c.decodeIfPresent(Bool.self, forKey: .tieWordEmbeddings) ?? false
+        attentionBias = try c.decodeIfPresent(Bool.self, forKey: .attentionBias) ?? false
+        mlpBias = try c.decodeIfPresent(Bool.self, forKey: .mlpBias) ?? false
+        hiddenAct = try c.decodeIfPresent(String.self, forKey: .hiddenAct) ?? "silu"
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(hiddenSize, forKey: .hiddenSize); try c.encode(intermediateSize, forKey: .intermediateSize)
+        try c.encode(numHiddenLayers, forKey: .numHiddenLayers); try c.encode(numAttentionHeads, forKey: .numAttentionHeads)
+        try c.encode(numKeyValueHeads, forKey: .numKeyValueHeads); try c.encode(headDim, forKey: .headDim)
+        try c.encode(rmsNormEps, forKey: .rmsNormEps); try c.encode(ropeTheta, forKey: .ropeTheta)
+        try c.encodeIfPresent(ropeScaling, forKey: .ropeScaling); try c.encode(vocabSize, forKey: .vocabSize)
+        try c.encode(maxPositionEmbeddings, forKey: .maxPositionEmbeddings)
+        try c.encode(tieWordEmbeddings, forKey: .tieWordEmbeddings); try c.encode(attentionBias, forKey: .attentionBias)
+        try c.encode(mlpBias, forKey: .mlpBias); try c.encode(hiddenAct, forKey: .hiddenAct)
+    }
+
+    /// From GGUF metadata (`llama.*` keys, as llama.cpp's converter writes them).
+    public init(gguf: GGUFReader) throws {
+        let a = try gguf.string("general.architecture")
+        func key(_ k: String) -> String { "\(a).\(k)" }
+        hiddenSize = try gguf.int(key("embedding_length"))
+        intermediateSize = try gguf.int(key("feed_forward_length"))
+        numHiddenLayers = try gguf.int(key("block_count"))
+        numAttentionHeads = try gguf.int(key("attention.head_count"))
+        numKeyValueHeads = (try? gguf.int(key("attention.head_count_kv"))) ?? numAttentionHeads
+        headDim = (try? gguf.int(key("attention.key_length"))) ?? hiddenSize / max(numAttentionHeads, 1)
+        rmsNormEps = try gguf.double(key("attention.layer_norm_rms_epsilon"))
+        ropeTheta = (try? gguf.double(key("rope.freq_base"))) ?? 10000
+        maxPositionEmbeddings = try gguf.int(key("context_length"))
+        if let v = try? gguf.int(key("vocab_size")) {
+            vocabSize = v
+        } else if let e = gguf.tensors["token_embd.weight"] {
+            vocabSize = e.shape[0]
+        } else {
+            throw CheckpointError.missingMetadata(path: gguf.path, key: key("vocab_size"))
+        }
+        if let kind = gguf.metadata[key("rope.scaling.type")]?.stringValue, kind != "none" {
+            let factor = gguf.metadata[key("rope.scaling.factor")]?.doubleValue
+            let original = gguf.metadata[key("rope.scaling.original_context_length")]?.intValue
+            ropeScaling = RopeScalingConfig(ropeType: kind == "yarn" ? "yarn" : kind, factor: factor, originalMaxPositionEmbeddings: original)
+        } else {
+            ropeScaling = nil
+        }
+        tieWordEmbeddings = gguf.tensors["output.weight"] == nil
+        attentionBias = gguf.tensors["blk.0.attn_q.bias"] != nil
+        mlpBias = gguf.tensors["blk.0.ffn_gate.bias"] != nil
+        hiddenAct = "silu"
+    }
+
+    func validate(path: String) throws {
+        for (k, v) in [("hidden_size", hiddenSize), ("intermediate_size", intermediateSize), ("num_hidden_layers", numHiddenLayers),
+                       ("num_attention_heads", numAttentionHeads), ("num_key_value_heads", numKeyValueHeads),
+                       ("head_dim", headDim), ("vocab_size", vocabSize), ("max_position_embeddings", maxPositionEmbeddings)] where v <= 0 {
+            throw ModelError.badConfig(path: path, key: k, detail: "must be positive, found \(v)")
+        }
+        guard numAttentionHeads % numKeyValueHeads == 0 else {
+            throw ModelError.badConfig(path: path, key: "num_key_value_heads", detail: "(\(numKeyValueHeads)) must divide num_attention_heads (\(numAttentionHeads))")
+        }
+        guard headDim % 2 == 0 else { throw ModelError.badConfig(path: path, key: "head_dim", detail: "must be even for rotary embeddings, found \(headDim)") }
+        guard Activation(hfName: hiddenAct) != nil else {
+            throw ModelError.unsupported(path: path, key: "hidden_act", value: hiddenAct, supported: "silu, gelu, gelu_new, gelu_pytorch_tanh, relu")
+        }
+    }
+}
+
+// MARK: - The model
+
+public final class LlamaModel: CausalLanguageModel {
+    public let modelType = "llama"
+    public let config: LlamaConfig
+    public let dimensions: ModelDimensions
+    public let parameters: ParameterStore
+    public var tiedEmbeddings: Bool { config.tieWordEmbeddings }
+    let rotary: RotaryEmbedding
+    let rotaryTables = RotaryTableCache()
+    let activation: Activation
+    let layers: [Layer]
+    let embedding: UnsafeMutablePointer<Float>        // [V, D]
+    let finalNorm: RMSNorm
+    let lmHead: Linear                                // [V, D], the embedding when tied
+
+    struct Layer {
+        let inputNorm: RMSNorm
+        let q, k, v, o: Linear                         // q [H·E, D], k/v [G·E, D], o [D, H·E]
+        let postAttentionNorm: RMSNorm
+        let gate, up, down: Linear                     // gate/up [J, D] (gate output is ω), down [D, J]
+        let attention: CausalAttention
+    }
+
+    /// Canonical (HF) parameter names and shapes: the one size table of the weights.
+    public static func parameterSpecs(_ c: LlamaConfig) -> [ParameterSpec] {
+        let (d, j, qd, kvd) = (c.hiddenSize, c.intermediateSize, c.numAttentionHeads * c.headDim, c.numKeyValueHeads * c.headDim)
+        var s = [ParameterSpec("model.embed_tokens.weight", [c.vocabSize, d])]
+        for l in 0..<c.numHiddenLayers {
+            let p = "model.layers.\(l)."
+            s.append(ParameterSpec(p + "input_layernorm.weight", [d]))
+            s.append(ParameterSpec(p + "self_attn.q_proj.weight", [qd, d]))
+            s.append(ParameterSpec(p + "self_attn.k_proj.weight", [kvd, d]))
+            s.append(ParameterSpec(p + "self_attn.v_proj.weight", [kvd, d]))
+            if c.attentionBias {
+                s.append(ParameterSpec(p + "self_attn.q_proj.bias", [qd]))
+                s.append(ParameterSpec(p + "self_attn.k_proj.bias", [kvd]))
+                s.append(ParameterSpec(p + "self_attn.v_proj.bias", [kvd]))
+            }
+            s.append(ParameterSpec(p + "self_attn.o_proj.weight", [d, qd]))
+            if c.attentionBias { s.append(ParameterSpec(p + "self_attn.o_proj.bias", [d])) }
+            s.append(ParameterSpec(p + "post_attention_layernorm.weight", [d]))
+            s.append(ParameterSpec(p + "mlp.gate_proj.weight", [j, d]))
+            s.append(ParameterSpec(p + "mlp.up_proj.weight", [j, d]))
+            s.append(ParameterSpec(p + "mlp.down_proj.weight", [d, j]))
+            if c.mlpBias {
+                s.append(ParameterSpec(p + "mlp.gate_proj.bias", [j]))
+                s.append(ParameterSpec(p + "mlp.up_proj.bias", [j]))
+                s.append(ParameterSpec(p + "mlp.down_proj.bias", [d]))
+            }
+        }
+        s.append(ParameterSpec("model.norm.weight", [d]))
+        if !c.tieWordEmbeddings { s.append(ParameterSpec("lm_head.weight", [c.vocabSize, d])) }
+        return s
+    }
+
+    /// HF checkpoints use the canonical names as they are.
+    static func hfKeyMap(_ specs: [ParameterSpec]) -> [String: ParameterSource] {
+        Dictionary(uniqueKeysWithValues: specs.map { ($0.name, ParameterSource($0.name)) })
+    }
+
+    /// llama.cpp's GGUF names; q/k rows are un-permuted back to HF's rotate_half layout.
+    static func ggufKeyMap(_ c: LlamaConfig) -> [String: ParameterSource] {
+        var m: [String: ParameterSource] = [
+            "model.embed_tokens.weight": ParameterSource("token_embd.weight"),
+            "model.norm.weight": ParameterSource("output_norm.weight"),
+            "lm_head.weight": ParameterSource("output.weight"),
+        ]
+        for l in 0..<c.numHiddenLayers {
+            let (p, b) = ("model.layers.\(l).", "blk.\(l).")
+            m[p + "input_layernorm.weight"] = ParameterSource(b + "attn_norm.weight")
+            m[p + "self_attn.q_proj.weight"] = ParameterSource(b + "attn_q.weight", .unpermuteRotaryHalves(heads: c.numAttentionHeads))
+            m[p + "self_attn.k_proj.weight"] = ParameterSource(b + "attn_k.weight", .unpermuteRotaryHalves(heads: c.numKeyValueHeads))
+            m[p + "self_attn.v_proj.weight"] = ParameterSource(b + "attn_v.weight")
+            m[p + "self_attn.o_proj.weight"] = ParameterSource(b + "attn_output.weight")
+            m[p + "self_attn.q_proj.bias"] = ParameterSource(b + "attn_q.bias")
+            m[p + "self_attn.k_proj.bias"] = ParameterSource(b + "attn_k.bias")
+            m[p + "self_attn.v_proj.bias"] = ParameterSource(b + "attn_v.bias")
+            m[p + "self_attn.o_proj.bias"] = ParameterSource(b + "attn_output.bias")
+            m[p + "post_attention_layernorm.weight"] = ParameterSource(b + "ffn_norm.weight")
+            m[p + "mlp.gate_proj.weight"] = ParameterSource(b + "ffn_gate.weight")
+            m[p + "mlp.up_proj.weight"] = ParameterSource(b + "ffn_up.weight")
+            m[p + "mlp.down_proj.weight"] = ParameterSource(b + "ffn_down.weight")
+            m[p + "mlp.gate_proj.bias"] = ParameterSource(b + "ffn_gate.bias")
+            m[p + "mlp.up_proj.bias"] = ParameterSource(b + "ffn_up.bias")
+            m[p + "mlp.down_proj.bias"] = ParameterSource(b + "ffn_down.bias")
+        }
+        return m
+    }
+
+    public convenience init(hf source: HFDirectory) throws {
+        let config: LlamaConfig
+        do { config = try JSONDecoder().decode(LlamaConfig.self, from: source.configData) } catch {
+            throw ModelError.badConfig(path: source.path + "/config.json", key: "(file)", detail: "does not decode as a Llama config: \(error)")
+        }
+        try self.init(config: config, path: source.path)
+        let specs = parameters.specs
+        try parameters.load(from: source, keyMap: Self.hfKeyMap(specs)) { name in
+            name.hasSuffix("rotary_emb.inv_freq") || (config.tieWordEmbeddings && name == "lm_head.weight")
+        }
+    }
+
+    public convenience init(gguf: GGUFReader) throws {
+        let config = try LlamaConfig(gguf: gguf)
+        try self.init(config: config, path: gguf.path)
+        let wanted = Set(parameters.specs.map(\.name))
+        let map = Self.ggufKeyMap(config).filter { wanted.contains($0.key) }
+        try parameters.load(from: gguf, keyMap: map) { _ in false }
+    }
+
+    /// Allocates the weights (zero) for `config`; loaders fill them.
+    public init(config: LlamaConfig, path: String) throws {
+        try config.validate(path: path)
+        self.config = config
+        let c = config
+        dimensions = ModelDimensions(layers: c.numHiddenLayers, width: c.hiddenSize, ffnWidth: c.intermediateSize,
+                                     heads: c.numAttentionHeads, kvHeads: c.numKeyValueHeads, headDim: c.headDim,
+                                     vocabulary: c.vocabSize, contextLength: c.maxPositionEmbeddings)
+        let store = ParameterStore(specs: Self.parameterSpecs(c))
+        parameters = store
+        rotary = RotaryEmbedding(layout: .halves, rotaryDim: c.headDim, headDim: c.headDim, base: Float(c.ropeTheta),
+                                 scaling: try c.ropeScaling?.scaling(path: path, maxPositions: c.maxPositionEmbeddings) ?? .none)
+        activation = Activation(hfName: c.hiddenAct)!
+        let eps = Float(c.rmsNormEps)
+        let (d, j, qd, kvd) = (c.hiddenSize, c.intermediateSize, c.numAttentionHeads * c.headDim, c.numKeyValueHeads * c.headDim)
+        layers = (0..<c.numHiddenLayers).map { l in
+            let p = "model.layers.\(l)."
+            func lin(_ n: String, _ o: Int, _ i: Int) -> Linear {
+                Linear(weight: store.pointer(p + n + ".weight"), bias: store.optionalPointer(p + n + ".bias"), out: o, in: i)
+            }
+            return Layer(
+                inputNorm: RMSNorm(weight: store.pointer(p + "input_layernorm.weight"), width: d, eps: eps),
+                q: lin("self_attn.q_proj", qd, d), k: lin("self_attn.k_proj", kvd, d),
+                v: lin("self_attn.v_proj", kvd, d), o: lin("self_attn.o_proj", d, qd),
+                postAttentionNorm: RMSNorm(weight: store.pointer(p + "post_attention_layernorm.weight"), width: d, eps: eps),
+                gate: lin("mlp.gate_proj", j, d), up: lin("mlp.up_proj", j, d), down: lin("mlp.down_proj", d, j),
+                attention: CausalAttention(heads: c.numAttentionHeads, kvHeads: c.numKeyValueHeads, headDim: c.headDim,
+                                           scale: 1 / Float(c.headDim).squareRoot()))
+        }
+        embedding = store.pointer("model.embed_tokens.weight")
+        finalNorm = RMSNorm(weight: store.pointer("model.norm.weight"), width: d, eps: eps)
+        lmHead = Linear(weight: c.tieWordEmbeddings ? embedding : store.pointer("lm_head.weight"), bias: nil, out: c.vocabSize, in: d)
+    }
+
+    // MARK: Forward
+
+    public func embed(_ tokens: [Int], positions: [Int], into x: UnsafeMutablePointer<Float>) {
+        let d = dimensions.width
+        for (t, tok) in tokens.enumerated() { (x + t * d).update(from: embedding + tok * d, count: d) }
+    }
+
+    public func block(_ layer: Int, x: UnsafeMutablePointer<Float>, positions: [Int], cache: KVCache) {
+        let L = layers[layer]
+        let dm = dimensions
+        let t = positions.count
+        let (d, j, qd, kvd) = (dm.width, dm.ffnWidth, dm.heads * dm.headDim, dm.kvHeads * dm.headDim)
+        let start = cache.count
+        let (cos, sin) = rotaryTables.table(rotary, positions: positions)
+        var a = [Float](repeating: 0, count: t * max(d, qd))     // normed input, then attention output
+        var q = [Float](repeating: 0, count: t * qd)
+        var omega = [Float](repeating: 0, count: t * j)          // ω [T, J]: gate_proj output
+        var u = [Float](repeating: 0, count: t * j)
+        a.withUnsafeMutableBufferPointer { a in
+        q.withUnsafeMutableBufferPointer { q in
+        omega.withUnsafeMutableBufferPointer { w in
+        u.withUnsafeMutableBufferPointer { u in
+            let a = a.baseAddress!, q = q.baseAddress!, w = w.baseAddress!, u = u.baseAddress!
+            // Attention: h = x + o(attn(rope(q), rope(k), v)) with q, k, v from RMSNorm(x).
+            L.inputNorm.forward(x, rows: t, into: a)
+            L.q.forward(a, rows: t, into: q)
+            let kc = cache.keys(layer: layer) + start * kvd, vc = cache.values(layer: layer) + start * kvd
+            L.k.forward(a, rows: t, into: kc)
+            L.v.forward(a, rows: t, into: vc)
+            cos.withUnsafeBufferPointer { cb in sin.withUnsafeBufferPointer { sb in
+                let half = rotary.rotaryDim / 2
+                for r in 0..<t {
+                    rotary.apply(q + r * qd, heads: dm.heads, cos: cb.baseAddress! + r * half, sin: sb.baseAddress! + r * half)
+                    rotary.apply(kc + r * kvd, heads: dm.kvHeads, cos: cb.baseAddress! + r * half, sin: sb.baseAddress! + r * half)
+                }
+            } }
+            L.attention.forward(q: q, rows: t, visible: (0..<t).map { start + $0 + 1 },
+                                keys: cache.keys(layer: layer), values: cache.values(layer: layer), into: a)
+            // o_proj accumulates into the residual: x += a·Woᵀ (+ b).
+            L.o.forwardAccumulate(a, rows: t, into: x)
+            // FFN: x += down(act(ω) ⊙ up(b)), ω = gate(b), b = RMSNorm(h).
+            L.postAttentionNorm.forward(x, rows: t, into: a)
+            L.gate.forward(a, rows: t, into: w)
+            L.up.forward(a, rows: t, into: u)
+            for i in 0..<(t * j) { u[i] *= activation.apply(w[i]) }
+            L.down.forwardAccumulate(u, rows: t, into: x)
+        } } } }
+    }
+
+    public func head(_ h: UnsafePointer<Float>, rows: Int, into logits: UnsafeMutablePointer<Float>) {
+        var n = [Float](repeating: 0, count: rows * dimensions.width)
+        n.withUnsafeMutableBufferPointer { nb in
+            finalNorm.forward(h, rows: rows, into: nb.baseAddress!)
+            lmHead.forward(nb.baseAddress!, rows: rows, into: logits)
+        }
+    }
+}

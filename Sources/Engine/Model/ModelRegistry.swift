@@ -1,0 +1,72 @@
+// Maps a checkpoint's declared architecture (HF model_type, GGUF general.architecture) to its file.
+import Foundation
+
+/// A model ready to run: the architecture with its weights, plus where it came from.
+public struct LoadedModel {
+    public let model: CausalLanguageModel
+    public let path: String
+    /// "GGUF v3" or "safetensors".
+    public let format: String
+    /// How the checkpoint stores its tensors: storage type → element count (e.g. Q4_1 → 1.2e8).
+    public let storage: [String: Int]
+}
+
+public enum ModelRegistry {
+    /// HF `model_type` → loader for an HF directory (one entry per architecture file).
+    static let hfArchitectures: [String: (HFDirectory) throws -> CausalLanguageModel] = [
+        "llama": { try LlamaModel(hf: $0) },
+        "gpt2": { try GPT2Model(hf: $0) },
+        "gptj": { try GPTJModel(hf: $0) },
+    ]
+
+    /// GGUF `general.architecture` → loader.
+    static let ggufArchitectures: [String: (GGUFReader) throws -> CausalLanguageModel] = [
+        "llama": { try LlamaModel(gguf: $0) },
+    ]
+
+    public static var supportedModelTypes: [String] { hfArchitectures.keys.sorted() }
+
+    /// Loads a `.gguf` file or an HF directory (config.json + safetensors).
+    public static func load(path: String) throws -> LoadedModel {
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
+            throw CheckpointError.cannotOpen(path: path, reason: "no such file or directory")
+        }
+        if isDir.boolValue {
+            let dir = try HFDirectory(path: path)
+            return try load(hf: dir)
+        }
+        let gguf = try GGUFReader(path: path)
+        return try load(gguf: gguf)
+    }
+
+    public static func load(hf dir: HFDirectory) throws -> LoadedModel {
+        struct Head: Decodable { let model_type: String? }
+        let configPath = dir.path + "/config.json"
+        let head: Head
+        do { head = try JSONDecoder().decode(Head.self, from: dir.configData) } catch {
+            throw ModelError.badConfig(path: configPath, key: "(file)", detail: "is not a JSON object: \(error.localizedDescription)")
+        }
+        guard let type = head.model_type else {
+            throw ModelError.badConfig(path: configPath, key: "model_type", detail: "is missing")
+        }
+        guard let make = hfArchitectures[type] else {
+            throw CheckpointError.unsupportedArchitecture(path: configPath, name: type, supported: supportedModelTypes)
+        }
+        return LoadedModel(model: try make(dir), path: dir.path, format: "safetensors", storage: storageSummary(dir))
+    }
+
+    public static func load(gguf: GGUFReader) throws -> LoadedModel {
+        let arch = try gguf.string("general.architecture")
+        guard let make = ggufArchitectures[arch] else {
+            throw CheckpointError.unsupportedArchitecture(path: gguf.path, name: arch, supported: ggufArchitectures.keys.sorted())
+        }
+        return LoadedModel(model: try make(gguf), path: gguf.path, format: "GGUF v\(gguf.version)", storage: storageSummary(gguf))
+    }
+
+    static func storageSummary(_ s: TensorSource) -> [String: Int] {
+        var out: [String: Int] = [:]
+        for e in s.tensors.values { out[e.storage, default: 0] += e.elementCount }
+        return out
+    }
+}

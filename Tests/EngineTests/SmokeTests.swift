@@ -1,3 +1,0 @@
-import XCTest
-@testable import Engine
-final class SmokeTests: XCTestCase { func testNothing() {} }
