@@ -106,6 +106,21 @@ def smollm2():
     common.log(f"  smollm2: {len(prompts)} prompts (max {width} tokens), 32 greedy tokens each")
 
 
+def smollm2_meta():
+    """HF's own view of the model for `cnl inspect`: config numbers and the parameter count."""
+    import json
+    gdir, gname = os.path.split(os.path.realpath(common.SMOLLM2))
+    model = T.AutoModelForCausalLM.from_pretrained(gdir, gguf_file=gname, dtype=torch.float32)
+    c = model.config
+    meta = {"model_type": c.model_type, "num_hidden_layers": c.num_hidden_layers, "hidden_size": c.hidden_size,
+            "intermediate_size": c.intermediate_size, "num_attention_heads": c.num_attention_heads,
+            "num_key_value_heads": c.num_key_value_heads, "vocab_size": c.vocab_size,
+            "num_parameters": model.num_parameters(), "tie_word_embeddings": bool(c.tie_word_embeddings)}
+    with open(os.path.join(OUT, "smollm2", "meta.json"), "w") as f:
+        json.dump(meta, f, indent=1)
+    common.log(f"  smollm2 meta: {meta}")
+
+
 def main():
     if common.stamp_ok(TOPIC, __file__):
         common.log("models: up to date")
@@ -117,6 +132,8 @@ def main():
         make_random(name, cfg, cls, dtype, seed=100 + i)
     if not os.path.exists(os.path.join(OUT, "smollm2", "reference.safetensors")) or "--force" in sys.argv:
         smollm2()
+    if not os.path.exists(os.path.join(OUT, "smollm2", "meta.json")) or "--force" in sys.argv:
+        smollm2_meta()
     common.write_stamp(TOPIC, __file__)
 
 
