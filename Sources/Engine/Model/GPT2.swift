@@ -197,7 +197,8 @@ public final class GPT2Model: CausalLanguageModel {
                 (kc + (start + r) * d).update(from: row + d, count: d)
                 (vc + (start + r) * d).update(from: row + 2 * d, count: d)
             }
-            L.attention.forward(q: q, rows: t, visible: (0..<t).map { start + $0 + 1 }, keys: kc, values: vc, into: a)
+            L.attention.forward(q: q, ownK: kc + start * d, ownV: vc + start * d, rows: t, visible: (0..<t).map { start + $0 },
+                                keys: kc, values: vc, into: a)
             L.proj.forwardAccumulate(a, rows: t, into: x)
             L.ln2.forward(x, rows: t, into: a)
             L.fc.forward(a, rows: t, into: w)

@@ -183,7 +183,7 @@ public final class GPTJModel: CausalLanguageModel {
                     rotary.apply(kc + r * d, heads: dimensions.heads, cos: cb.baseAddress! + r * half, sin: sb.baseAddress! + r * half)
                 }
             } }
-            L.attention.forward(q: q, rows: t, visible: (0..<t).map { start + $0 + 1 },
+            L.attention.forward(q: q, ownK: kc, ownV: vc, rows: t, visible: (0..<t).map { start + $0 },
                                 keys: cache.keys(layer: layer), values: cache.values(layer: layer), into: o)
             L.fcIn.forward(a, rows: t, into: w)
             activation.forward(w, count: t * j, into: w)

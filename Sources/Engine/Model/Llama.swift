@@ -371,7 +371,7 @@ public final class LlamaModel: CausalLanguageModel {
                     rotary.apply(kc + r * kvd, heads: dm.kvHeads, cos: cb.baseAddress! + r * half, sin: sb.baseAddress! + r * half)
                 }
             } }
-            L.attention.forward(q: q, rows: t, visible: (0..<t).map { start + $0 + 1 },
+            L.attention.forward(q: q, ownK: kc, ownV: vc, rows: t, visible: (0..<t).map { start + $0 },
                                 keys: cache.keys(layer: layer), values: cache.values(layer: layer), into: a)
             // o_proj accumulates into the residual: x += a·Woᵀ (+ b).
             L.o.forwardAccumulate(a, rows: t, into: x)

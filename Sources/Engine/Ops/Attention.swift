@@ -1,4 +1,4 @@
-// Causal multi-head attention of a batch of rows against a KV cache (grouped-query aware).
+// Causal attention of a batch of rows against a KV cache (grouped-query aware), with backward.
 import COpenBLAS
 import Foundation
 
@@ -34,10 +34,13 @@ public final class KVCache: @unchecked Sendable {
     public func truncate(to n: Int) { count = min(count, n) }
 }
 
-/// softmax(q·Kᵀ·scale)·V per head, for rows that each see their own prefix of the cache.
+/// softmax(q·Kᵀ·scale)·V per head, where row r sees cached positions 0..<visible[r] and then
+/// its own key/value (the row's position is visible[r]). A prompt pass writes its rows' keys
+/// and values into the cache first and gives row t visible = start + t; an attribution row
+/// keeps its own (patched) key/value out of the cache, which holds the clean prefix.
 public struct CausalAttention {
     public let heads: Int        // H
-    public let kvHeads: Int      // G (H is a multiple of G; query head h reads kv head h / (H/G))
+    public let kvHeads: Int      // G (query head h reads kv head h / (H/G))
     public let headDim: Int      // E
     public let scale: Float
 
@@ -45,31 +48,164 @@ public struct CausalAttention {
         self.heads = heads; self.kvHeads = kvHeads; self.headDim = headDim; self.scale = scale
     }
 
-    /// out [R, H·E] for q [R, H·E]: row r attends to positions 0..<visible[r] of the layer's
-    /// cache `keys`/`values` [T, G, E]. Scores and softmax in float32, as HF's eager path.
-    public func forward(q: UnsafePointer<Float>, rows: Int, visible: [Int],
-                        keys: UnsafePointer<Float>, values: UnsafePointer<Float>,
-                        into out: UnsafeMutablePointer<Float>) {
-        let group = heads / kvHeads
-        let ldkv = kvHeads * headDim
-        let maxVisible = visible.max() ?? 0
-        var scores = [Float](repeating: 0, count: max(maxVisible, 1))
-        scores.withUnsafeMutableBufferPointer { sc in
-            let p = sc.baseAddress!
-            for r in 0..<rows {
-                let n = visible[r]
-                for h in 0..<heads {
+    /// What backward reads: softmax probabilities, per row and head, over visible[r] + 1 keys.
+    public struct Tape {
+        public var visible: [Int] = []
+        public var offsets: [Int] = []          // start of row r's [H, visible[r] + 1] block
+        public var probabilities: [Float] = []
+
+        mutating func prepare(visible v: [Int], heads: Int) {
+            visible = v
+            offsets = [Int](repeating: 0, count: v.count)
+            var o = 0
+            for (r, n) in v.enumerated() { offsets[r] = o; o += heads * (n + 1) }
+            if probabilities.count < o { probabilities = [Float](repeating: 0, count: o) }
+        }
+    }
+
+    /// out [R, H·E] from q [R, H·E] and the rows' own k, v [R, G·E].
+    /// Rows that share a prefix length run as one sgemm per head (attribution rows of one answer
+    /// token share it); single rows use sgemv. Scores and softmax in float32, as HF's eager path.
+    public func forward(q: UnsafePointer<Float>, ownK: UnsafePointer<Float>, ownV: UnsafePointer<Float>, rows: Int,
+                        visible: [Int], keys: UnsafePointer<Float>, values: UnsafePointer<Float>,
+                        into out: UnsafeMutablePointer<Float>, tape: UnsafeMutablePointer<Tape>? = nil) {
+        let (H, G, E) = (heads, kvHeads, headDim)
+        let group = H / G
+        let (ldq, ldkv) = (H * E, G * E)
+        tape?.pointee.prepare(visible: visible, heads: H)
+        var r0 = 0
+        var scratch: [Float] = []
+        while r0 < rows {
+            // A run of rows with the same prefix length.
+            var r1 = r0 + 1
+            while r1 < rows && visible[r1] == visible[r0] { r1 += 1 }
+            let n = r1 - r0, p = visible[r0]
+            let width = p + 1
+            if scratch.count < n * width { scratch = [Float](repeating: 0, count: n * width) }
+            scratch.withUnsafeMutableBufferPointer { sb in
+                let s = sb.baseAddress!          // scores/probabilities [n, p + 1]
+                for h in 0..<H {
                     let g = h / group
-                    let qh = q + r * heads * headDim + h * headDim
-                    let oh = out + r * heads * headDim + h * headDim
-                    // scores [n] = scale · K[0..<n, g, :] · q
-                    cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(n), Int32(headDim), scale,
-                                keys + g * headDim, Int32(ldkv), qh, 1, 0, p, 1)
-                    softmaxInPlace(p, count: n)
-                    // out [E] = V[0..<n, g, :]ᵀ · p
-                    cblas_sgemv(CblasRowMajor, CblasTrans, Int32(n), Int32(headDim), 1,
-                                values + g * headDim, Int32(ldkv), p, 1, 0, oh, 1)
+                    let qh = q + r0 * ldq + h * E
+                    // s[:, 0..<p] = scale · Q_h · K_gᵀ over the cached prefix.
+                    if p > 0 {
+                        if n == 1 {
+                            cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(p), Int32(E), scale, keys + g * E, Int32(ldkv), qh, 1, 0, s, 1)
+                        } else {
+                            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(n), Int32(p), Int32(E), scale,
+                                        qh, Int32(ldq), keys + g * E, Int32(ldkv), 0, s, Int32(width))
+                        }
+                    }
+                    for i in 0..<n {
+                        let qi = qh + i * ldq, ki = ownK + (r0 + i) * ldkv + g * E
+                        var d: Float = 0
+                        for e in 0..<E { d += qi[e] * ki[e] }
+                        s[i * width + p] = d * scale
+                        softmaxInPlace(s + i * width, count: width)
+                    }
+                    // O_h = P[:, 0..<p] · V_g + P[:, p] · v_own.
+                    let oh = out + r0 * ldq + h * E
+                    if p > 0 {
+                        if n == 1 {
+                            cblas_sgemv(CblasRowMajor, CblasTrans, Int32(p), Int32(E), 1, values + g * E, Int32(ldkv), s, 1, 0, oh, 1)
+                        } else {
+                            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(n), Int32(E), Int32(p), 1,
+                                        s, Int32(width), values + g * E, Int32(ldkv), 0, oh, Int32(ldq))
+                        }
+                    } else {
+                        for i in 0..<n { for e in 0..<E { oh[i * ldq + e] = 0 } }
+                    }
+                    for i in 0..<n {
+                        let w = s[i * width + p], vi = ownV + (r0 + i) * ldkv + g * E, oi = oh + i * ldq
+                        for e in 0..<E { oi[e] += w * vi[e] }
+                    }
+                    if let tape {
+                        tape.pointee.probabilities.withUnsafeMutableBufferPointer { pb in
+                            for i in 0..<n {
+                                (pb.baseAddress! + tape.pointee.offsets[r0 + i] + h * width).update(from: s + i * width, count: width)
+                            }
+                        }
+                    }
                 }
+            }
+            r0 = r1
+        }
+    }
+
+    /// Backward of `forward` with respect to the rows' own q, k, v (the cache is a constant:
+    /// it holds the clean prefix, which does not depend on anything a row patches).
+    /// dq [R, H·E], dk, dv [R, G·E] are overwritten.
+    public func backward(dOut: UnsafePointer<Float>, q: UnsafePointer<Float>, ownK: UnsafePointer<Float>, ownV: UnsafePointer<Float>,
+                         rows: Int, keys: UnsafePointer<Float>, values: UnsafePointer<Float>, tape: Tape,
+                         dq: UnsafeMutablePointer<Float>, dk: UnsafeMutablePointer<Float>, dv: UnsafeMutablePointer<Float>) {
+        let (H, G, E) = (heads, kvHeads, headDim)
+        let group = H / G
+        let (ldq, ldkv) = (H * E, G * E)
+        dk.update(repeating: 0, count: rows * ldkv)
+        dv.update(repeating: 0, count: rows * ldkv)
+        var r0 = 0
+        var scratch: [Float] = []
+        let visible = tape.visible
+        tape.probabilities.withUnsafeBufferPointer { pb in
+            while r0 < rows {
+                var r1 = r0 + 1
+                while r1 < rows && visible[r1] == visible[r0] { r1 += 1 }
+                let n = r1 - r0, p = visible[r0]
+                let width = p + 1
+                if scratch.count < n * width { scratch = [Float](repeating: 0, count: n * width) }
+                scratch.withUnsafeMutableBufferPointer { sb in
+                    let ds = sb.baseAddress!     // dP, then dScores [n, p + 1]
+                    for h in 0..<H {
+                        let g = h / group
+                        let doh = dOut + r0 * ldq + h * E
+                        // dP[:, 0..<p] = dO_h · V_gᵀ;  dP[:, p] = dO_h · v_own.
+                        if p > 0 {
+                            if n == 1 {
+                                cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(p), Int32(E), 1, values + g * E, Int32(ldkv), doh, 1, 0, ds, 1)
+                            } else {
+                                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(n), Int32(p), Int32(E), 1,
+                                            doh, Int32(ldq), values + g * E, Int32(ldkv), 0, ds, Int32(width))
+                            }
+                        }
+                        for i in 0..<n {
+                            let r = r0 + i
+                            let P = pb.baseAddress! + tape.offsets[r] + h * width
+                            let doi = doh + i * ldq, vi = ownV + r * ldkv + g * E, dvi = dv + r * ldkv + g * E
+                            var d: Float = 0
+                            for e in 0..<E { d += doi[e] * vi[e] }
+                            let row = ds + i * width
+                            row[p] = d
+                            // dv_own += P[p] · dO;  dScores = P ⊙ (dP − Σ P·dP).
+                            for e in 0..<E { dvi[e] += P[p] * doi[e] }
+                            var dot: Float = 0
+                            for j in 0..<width { dot += P[j] * row[j] }
+                            for j in 0..<width { row[j] = P[j] * (row[j] - dot) }
+                        }
+                        // dQ_h = scale · (dS[:, 0..<p] · K_g + dS[:, p] · k_own).
+                        let dqh = dq + r0 * ldq + h * E
+                        if p > 0 {
+                            if n == 1 {
+                                cblas_sgemv(CblasRowMajor, CblasTrans, Int32(p), Int32(E), scale, keys + g * E, Int32(ldkv), ds, 1, 0, dqh, 1)
+                            } else {
+                                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(n), Int32(E), Int32(p), scale,
+                                            ds, Int32(width), keys + g * E, Int32(ldkv), 0, dqh, Int32(ldq))
+                            }
+                        } else {
+                            for i in 0..<n { for e in 0..<E { dqh[i * ldq + e] = 0 } }
+                        }
+                        for i in 0..<n {
+                            let r = r0 + i
+                            let w = ds[i * width + p] * scale
+                            let ki = ownK + r * ldkv + g * E, qi = q + r * ldq + h * E
+                            let dqi = dqh + i * ldq, dki = dk + r * ldkv + g * E
+                            for e in 0..<E {
+                                dqi[e] += w * ki[e]
+                                dki[e] += w * qi[e]     // dk_own = scale · dS[p] · q, summed over the group
+                            }
+                        }
+                    }
+                }
+                r0 = r1
             }
         }
     }
