@@ -71,13 +71,21 @@ final class TokenizerTests: XCTestCase {
         return bad
     }
 
+    /// The real strings (edge cases + GSM8K) and the seeded random ones (`<name>-fuzz`).
+    @discardableResult
+    func check(_ tok: Tokenizer, _ name: String, label: String, file: StaticString = #filePath, line: UInt = #line) throws -> TokenizerFixture {
+        let fx = try TokenizerFixture.load(name, file: file, line: line)
+        compare(tok, fx, label: label, file: file, line: line)
+        compare(tok, try TokenizerFixture.load(name + "-fuzz", file: file, line: line), label: label + " fuzz", file: file, line: line)
+        return fx
+    }
+
     // MARK: - SmolLM2
 
     func testSmolLM2FromGGUF() throws {
-        let fx = try TokenizerFixture.load("smollm2")
         let gguf = try GGUFReader(path: try Fixtures.require("models/SmolLM2-135M-Instruct.Q4_1.gguf"))
         let tok = try Tokenizer.load(gguf: gguf)
-        compare(tok, fx, label: "SmolLM2 (GGUF)")
+        let fx = try check(tok, "smollm2", label: "SmolLM2 (GGUF)")
         XCTAssertEqual(tok.bosTokenID, fx.bosTokenID)
         XCTAssertEqual(tok.eosTokenID, fx.eosTokenID)
         XCTAssertEqual(tok.kind, "byte-level BPE, smollm pre-tokenizer, no BOS")
@@ -88,9 +96,8 @@ final class TokenizerTests: XCTestCase {
     }
 
     func testSmolLM2FromTokenizerJSON() throws {
-        let fx = try TokenizerFixture.load("smollm2")
         let tok = try Tokenizer.load(tokenizerJSON: try Fixtures.require("oracle/tokenizers/smollm2/tokenizer.json"))
-        compare(tok, fx, label: "SmolLM2 (tokenizer.json)")
+        let fx = try check(tok, "smollm2", label: "SmolLM2 (tokenizer.json)")
         XCTAssertEqual(tok.bosTokenID, fx.bosTokenID)
         XCTAssertEqual(tok.eosTokenID, fx.eosTokenID)
     }
@@ -98,9 +105,8 @@ final class TokenizerTests: XCTestCase {
     // MARK: - GPT-2
 
     func testGPT2FromTokenizerJSON() throws {
-        let fx = try TokenizerFixture.load("gpt2")
         let tok = try Tokenizer.load(tokenizerJSON: try Fixtures.require("oracle/tokenizers/gpt2/tokenizer.json"))
-        compare(tok, fx, label: "GPT-2 (tokenizer.json)")
+        try check(tok, "gpt2", label: "GPT-2 (tokenizer.json)")
         XCTAssertEqual(tok.bosTokenID, 50256)
         XCTAssertEqual(tok.eosTokenID, 50256)
     }
@@ -108,19 +114,26 @@ final class TokenizerTests: XCTestCase {
     // MARK: - SentencePiece BPE (Llama-2 style)
 
     func testSentencePieceFromTokenizerJSON() throws {
-        let fx = try TokenizerFixture.load("sp-bpe")
         let tok = try Tokenizer.load(tokenizerJSON: try Fixtures.require("oracle/tokenizers/sp-bpe/tokenizer.json"))
-        compare(tok, fx, label: "SentencePiece BPE (tokenizer.json)")
+        try check(tok, "sp-bpe", label: "SentencePiece BPE (tokenizer.json)")
         XCTAssertEqual(tok.bosTokenID, 1)
         XCTAssertEqual(tok.encode("").first, 1, "the post-processor adds <s>")
     }
 
     func testSentencePieceFromGGUF() throws {
-        let fx = try TokenizerFixture.load("sp-bpe-gguf")
         let gguf = try GGUFReader(path: try Fixtures.require("oracle/tokenizers/sp-bpe/sp-bpe.gguf"))
         let tok = try Tokenizer.load(gguf: gguf)
-        compare(tok, fx, label: "SentencePiece BPE (GGUF, merges from scores)")
+        let fx = try check(tok, "sp-bpe-gguf", label: "SentencePiece BPE (GGUF, merges from scores)")
         XCTAssertEqual(tok.bosTokenID, fx.bosTokenID)
+        XCTAssertEqual(tok.eosTokenID, fx.eosTokenID)
+    }
+
+    /// A tokenizer_config.json saying add_bos_token=false, add_eos_token=true next to a
+    /// tokenizer.json that adds BOS: transformers 5 ignores the config, and so must we.
+    func testTokenizerConfigDoesNotOverrideTemplate() throws {
+        let tok = try Tokenizer.load(tokenizerJSON: try Fixtures.require("oracle/tokenizers/variants/sp-eos/tokenizer.json"))
+        let fx = try check(tok, "sp-eos", label: "SentencePiece BPE (tokenizer_config.json add_bos=false, add_eos=true)")
+        XCTAssertEqual(tok.encode(""), [1])
         XCTAssertEqual(tok.eosTokenID, fx.eosTokenID)
     }
 
@@ -143,9 +156,8 @@ final class TokenizerTests: XCTestCase {
     }
 
     private func variant(_ name: String, file: StaticString = #filePath, line: UInt = #line) throws {
-        let fx = try TokenizerFixture.load(name, file: file, line: line)
         let tok = try Tokenizer.load(tokenizerJSON: try Fixtures.require("oracle/tokenizers/variants/\(name).json", file: file, line: line))
-        compare(tok, fx, label: "variant \(name)", file: file, line: line)
+        try check(tok, name, label: "variant \(name)", file: file, line: line)
     }
 
     // MARK: - Speed

@@ -7,8 +7,11 @@ Writes into .assets/oracle/tokenizers/:
                       LlamaTokenizerFast; sp.model, tokenizer.json, and sp-bpe.gguf (llama metadata)
   variants/*.json     tokenizer.json files that exercise stages the three above do not
                       (Llama-3 Split regex, Digits, NFC, Prepend/Replace, Metaspace split+decoder,
-                      lstrip/normalized added tokens, ignore_merges)
-  <name>.json         {"tokenizer", "strings", "ids", "ids_plain", "decoded", "decoded_skip"}
+                      lstrip/normalized added tokens, ignore_merges); variants/sp-eos/ a
+                      tokenizer_config.json whose add_bos/add_eos transformers ignores
+  <name>.json         {"tokenizer", "strings", "ids", "ids_plain", "decoded", "decoded_skip"} on the
+                      edge cases + every GSM8K question and answer
+  <name>-fuzz.json    the same on 2,000 seeded random strings built to stress the scanners
 
 Deterministic; skips everything when the stamp holds this script's hash.
 """
@@ -129,6 +132,23 @@ EDGE_CASES = [
     "a\n",
     "end.\n",
 ]
+
+
+FUZZ_UNITS = (
+    list("abcXYZ019 ") + [" ", "  ", "\n", "\r\n", "\n\n", "\t", "'", "'s", "'S", "'ll", "'LL", "'re", "'ve", "'m", "'d", "'t"]
+    + list(".,!?-$%()<>#=*/_:;\"") + ["\u017f", "\u00e9", "e\u0301", "\u0301", "\u65e5\u672c", "\ud55c", "\U0001f600", "\u200d",
+    "\U0001f468\u200d\U0001f469", "\u00a0", "\u3000", "\u2028", "\u0085", "\u00b2", "\u216b", "\u0661\u0662", "\u0915\u094d\u0937",
+    "\u2581", "\ufb01", "\u1680", "\u180e", "\u200b", "\x0b", "\x01", "1234", "3.14", "1,000"]
+    + ["<|im_start|>", "<|im_end|>", "<|endoftext|>", "<s>", "</s>", "<unk>", "<mask>", "hello world"]
+)
+
+
+def fuzz_strings(count=2000, seed=1234):
+    """Random concatenations of units chosen to stress the regex scanners and added-token matching."""
+    import random
+
+    rng = random.Random(seed)
+    return ["".join(rng.choice(FUZZ_UNITS) for _ in range(rng.randint(1, 24))) for _ in range(count)]
 
 
 def gsm8k_strings():
@@ -323,6 +343,25 @@ def build_variants(gpt2_json, sp_json):
 # MARK: - Expected outputs
 
 
+def build_config_variant(sp_dir):
+    """The SentencePiece tokenizer.json with a tokenizer_config.json that sets add_bos_token=False,
+    add_eos_token=True: transformers 5 drops both when a tokenizer.json exists, so the ids keep the
+    file's BOS template (checked here so a future transformers that honours them is noticed)."""
+    import shutil
+
+    from transformers import AutoTokenizer
+
+    d = os.path.join(OUT, "variants", "sp-eos")
+    os.makedirs(d, exist_ok=True)
+    shutil.copy(os.path.join(sp_dir, "tokenizer.json"), os.path.join(d, "tokenizer.json"))
+    with open(os.path.join(d, "tokenizer_config.json"), "w") as f:
+        json.dump({"add_bos_token": False, "add_eos_token": True, "bos_token": "<s>", "eos_token": "</s>",
+                   "unk_token": "<unk>", "tokenizer_class": "LlamaTokenizer"}, f, indent=2)
+    tok = AutoTokenizer.from_pretrained(d)
+    assert tok("x")["input_ids"][0] == 1 and tok("x")["input_ids"][-1] != 2
+    return tok
+
+
 def dump_transformers(name, tok, strings, extra=None):
     ids = [tok(s)["input_ids"] for s in strings]
     plain = [tok(s, add_special_tokens=False)["input_ids"] for s in strings]
@@ -373,22 +412,22 @@ def main():
         return
     os.makedirs(OUT, exist_ok=True)
     strings = EDGE_CASES + gsm8k_strings()
+    fuzz = fuzz_strings()
 
-    smol = build_smollm2(strings)
-    dump_transformers("smollm2", smol, strings)
-
+    smol = build_smollm2(strings + fuzz)
     gpt2 = build_gpt2(strings)
-    dump_transformers("gpt2", gpt2, strings)
-
     model_path = train_sentencepiece()
     sp = build_sp_bpe(model_path)
-    dump_transformers("sp-bpe", sp, strings)
     sp_gguf = write_sp_gguf(model_path)
-    dump_transformers("sp-bpe-gguf", sp_gguf, strings)
+    sp_eos = build_config_variant(os.path.join(OUT, "sp-bpe"))
+    for name, tok in [("smollm2", smol), ("gpt2", gpt2), ("sp-bpe", sp), ("sp-bpe-gguf", sp_gguf), ("sp-eos", sp_eos)]:
+        dump_transformers(name, tok, strings)
+        dump_transformers(name + "-fuzz", tok, fuzz)
 
     variants = build_variants(os.path.join(OUT, "gpt2", "tokenizer.json"), os.path.join(OUT, "sp-bpe", "tokenizer.json"))
     for name, tok in variants.items():
         dump_tokenizers(name, tok, strings)
+        dump_tokenizers(name + "-fuzz", tok, fuzz)
 
     with open(STAMP, "w") as f:
         f.write(h + "\n")

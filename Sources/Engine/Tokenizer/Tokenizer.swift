@@ -120,8 +120,9 @@ extension Tokenizer {
     static let supportedModels = ["BPE"]
 
     /// Loads an HF `tokenizer.json`. A sibling `tokenizer_config.json`, when present, supplies the
-    /// BOS/EOS token names and, like transformers, rebuilds the post-processor when it sets
-    /// `add_bos_token`/`add_eos_token` explicitly.
+    /// BOS/EOS token names and `clean_up_tokenization_spaces`. Its `add_bos_token`/`add_eos_token`
+    /// are ignored, as transformers 5 ignores them when a tokenizer.json exists
+    /// (`PreTrainedTokenizerBase._from_pretrained`): the file's post-processor decides.
     public static func load(tokenizerJSON path: String) throws -> Tokenizer {
         let root = try JSONNode.load(path: path)
         let modelJSON = try root.required("model")
@@ -141,7 +142,7 @@ extension Tokenizer {
         let added = AddedVocabulary(addedTokens)
         let normalizer = try root.child("normalizer").map(NormalizerFactory.make)
         let preTokenizer = try root.child("pre_tokenizer").map(PreTokenizerFactory.make)
-        var postProcessor = try root.child("post_processor").map(PostProcessorFactory.make)
+        let postProcessor = try root.child("post_processor").map(PostProcessorFactory.make)
         let decoder = try root.child("decoder").map(DecoderFactory.make)
 
         func lookup(_ token: String) -> Int? { added.byContent[TokenKey(token)]?.id ?? model.vocab[TokenKey(token)] }
@@ -162,13 +163,6 @@ extension Tokenizer {
             if let bosName { bos = lookup(bosName) }
             if let eosName { eos = lookup(eosName) }
             cleanUp = try config.bool("clean_up_tokenization_spaces", default: false)
-            if config.has("add_bos_token") || config.has("add_eos_token") {
-                // transformers' `update_post_processor`: "<bos>:0 $A:0 <eos>:0", each only if asked and known.
-                let addBos = try config.bool("add_bos_token", default: false)
-                let addEos = try config.bool("add_eos_token", default: false)
-                postProcessor = TemplateProcessor(prefix: addBos ? [bos].compactMap { $0 } : [],
-                                                  suffix: addEos ? [eos].compactMap { $0 } : [])
-            }
         }
 
         let kind = describe(model: model, modelJSON: modelJSON, preTokenizer: root.child("pre_tokenizer"),
