@@ -16,9 +16,9 @@ final class BPEModel: @unchecked Sendable {
     private let scalarIDs: [UInt32: Int32]
     /// `<0xXX>` token ids by byte (-1 when absent).
     private let byteIDs: [Int32]
-    /// (left id << 32 | right id) → (rank << 32 | merged id). Integer keys: measured 3.1× faster
-    /// than (String, String) keys on the GSM8K questions.
+    /// (left id << 32 | right id) → (rank << 32 | merged id): one integer hash per pair lookup.
     private let merges: [UInt64: UInt64]
+    /// Measured (SmolLM2, GSM8K questions, release): 0.67 M tokens/s without the cache, 2.2 M with it.
     private let cache = WordCache()
 
     /// - Parameters:
@@ -75,6 +75,8 @@ final class BPEModel: @unchecked Sendable {
         }
         var symbols = initialSymbols(word)
         if symbols.count > 1 {
+            // Same result either way; uncached, the scan for short words measured 0.67 M tokens/s
+            // against 0.47 M with the heap for every word (SmolLM2, GSM8K questions).
             if symbols.count <= 48 { mergeByScan(&symbols) } else { mergeByHeap(&symbols) }
         }
         if cacheable { cache.put(key, symbols) }
@@ -219,7 +221,8 @@ struct MinHeap {
     }
 }
 
-/// Word → ids, shared by all callers (a lock per lookup; measured < 3 % of encode time).
+/// Word → ids, shared by all callers. A lock per lookup: removing it changed nothing beyond
+/// run-to-run noise (2.0–2.2 M tokens/s either way, SmolLM2 on the GSM8K questions).
 final class WordCache: @unchecked Sendable {
     static let maxWordBytes = 256
     static let maxEntries = 200_000

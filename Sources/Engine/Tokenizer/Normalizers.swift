@@ -120,32 +120,22 @@ struct NormalizerSequence: Normalizer {
 func replaceLiteral(_ text: String, _ pattern: String, _ replacement: String) -> String {
     let p = Array(pattern.utf8)
     guard !p.isEmpty else { return text }
+    let t = Array(text.utf8)
+    let n = t.count, m = p.count
     var out: [UInt8] = []
-    var changed = false
-    text.utf8.withContiguousStorageIfAvailable { t in
-        out.reserveCapacity(t.count)
-        var i = 0
-        let n = t.count, m = p.count
-        while i < n {
-            if t[i] == p[0], i + m <= n {
-                var k = 1
-                while k < m, t[i + k] == p[k] { k += 1 }
-                if k == m {
-                    out.append(contentsOf: replacement.utf8)
-                    i += m
-                    changed = true
-                    continue
-                }
-            }
-            out.append(t[i])
+    var copied = 0 // bytes of t already in out
+    var i = 0
+    while i + m <= n {
+        if t[i] == p[0] && t[i..<(i + m)].elementsEqual(p) {
+            out.append(contentsOf: t[copied..<i])
+            out.append(contentsOf: replacement.utf8)
+            i += m
+            copied = i
+        } else {
             i += 1
         }
     }
-    if out.isEmpty && !text.isEmpty && !changed {
-        // Non-contiguous (bridged) storage: copy and retry.
-        var copy = text
-        copy.makeContiguousUTF8()
-        return replaceLiteral(copy, pattern, replacement)
-    }
-    return changed ? String(decoding: out, as: UTF8.self) : text
+    if copied == 0 { return text }
+    out.append(contentsOf: t[copied...])
+    return String(decoding: out, as: UTF8.self)
 }
