@@ -137,6 +137,15 @@ final class TokenizerTests: XCTestCase {
         XCTAssertEqual(tok.eosTokenID, fx.eosTokenID)
     }
 
+    /// A byte-level GGUF with `tokenizer.ggml.pre = "llama-bpe"` (GPT-2's vocabulary): Llama-3's
+    /// Split regex before ByteLevel, BOS from `add_bos_token`.
+    func testLlamaBPEPreTokenizerFromGGUF() throws {
+        let gguf = try GGUFReader(path: try Fixtures.require("oracle/tokenizers/variants/gpt2-llama-bpe.gguf"))
+        let tok = try Tokenizer.load(gguf: gguf)
+        try check(tok, "gpt2-llama-bpe-gguf", label: "GPT-2 vocabulary, llama-bpe pre-tokenizer (GGUF)")
+        XCTAssertEqual(tok.kind, "byte-level BPE, llama-bpe pre-tokenizer, BOS added")
+    }
+
     // MARK: - Stage variants (oracle: HF tokenizers)
 
     func testVariantLlama3SplitNFCIgnoreMerges() throws {

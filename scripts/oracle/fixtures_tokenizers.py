@@ -8,7 +8,8 @@ Writes into .assets/oracle/tokenizers/:
   variants/*.json     tokenizer.json files that exercise stages the three above do not
                       (Llama-3 Split regex, Digits, NFC, Prepend/Replace, Metaspace split+decoder,
                       lstrip/normalized added tokens, ignore_merges); variants/sp-eos/ a
-                      tokenizer_config.json whose add_bos/add_eos transformers ignores
+                      tokenizer_config.json whose add_bos/add_eos transformers ignores;
+                      variants/gpt2-llama-bpe.gguf GPT-2's vocabulary with pre "llama-bpe"
   <name>.json         {"tokenizer", "strings", "ids", "ids_plain", "decoded", "decoded_skip"} on the
                       edge cases + every GSM8K question and answer
   <name>-fuzz.json    the same on 2,000 seeded random strings built to stress the scanners
@@ -269,6 +270,40 @@ def write_sp_gguf(model_path):
     return AutoTokenizer.from_pretrained(os.path.join(OUT, "sp-bpe"), gguf_file="sp-bpe.gguf")
 
 
+def write_gpt2_llama_bpe_gguf():
+    """GPT-2's vocabulary and merges as llama.cpp metadata with `tokenizer.ggml.pre = "llama-bpe"`,
+    for which transformers puts Llama-3's Split regex before ByteLevel."""
+    import gguf
+    import numpy as np
+
+    with open(os.path.join(GPT2_DIR, "encoder.json"), encoding="utf-8") as f:
+        encoder = json.load(f)
+    tokens = [t for t, _ in sorted(encoder.items(), key=lambda kv: kv[1])]
+    with open(os.path.join(GPT2_DIR, "vocab.bpe"), encoding="utf-8") as f:
+        merges = [line.rstrip("\n") for line in f if line.strip() and not line.startswith("#version")]
+    types = [3 if t == "<|endoftext|>" else 1 for t in tokens]
+    d = os.path.join(OUT, "variants")
+    os.makedirs(d, exist_ok=True)
+    w = gguf.GGUFWriter(os.path.join(d, "gpt2-llama-bpe.gguf"), "llama")
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre("llama-bpe")
+    w.add_token_list(tokens)
+    w.add_token_types(types)
+    w.add_token_merges(merges)
+    w.add_bos_token_id(encoder["<|endoftext|>"])
+    w.add_eos_token_id(encoder["<|endoftext|>"])
+    w.add_add_bos_token(True)
+    w.add_tensor("token_embd.weight", np.zeros((4, 8), dtype=np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(d, gguf_file="gpt2-llama-bpe.gguf")
+
+
 def build_variants(gpt2_json, sp_json):
     """tokenizer.json files for stages the three real tokenizers do not use; the oracle for these is
     HF's tokenizers library itself."""
@@ -420,7 +455,9 @@ def main():
     sp = build_sp_bpe(model_path)
     sp_gguf = write_sp_gguf(model_path)
     sp_eos = build_config_variant(os.path.join(OUT, "sp-bpe"))
-    for name, tok in [("smollm2", smol), ("gpt2", gpt2), ("sp-bpe", sp), ("sp-bpe-gguf", sp_gguf), ("sp-eos", sp_eos)]:
+    llama_bpe = write_gpt2_llama_bpe_gguf()
+    for name, tok in [("smollm2", smol), ("gpt2", gpt2), ("sp-bpe", sp), ("sp-bpe-gguf", sp_gguf), ("sp-eos", sp_eos),
+                      ("gpt2-llama-bpe-gguf", llama_bpe)]:
         dump_transformers(name, tok, strings)
         dump_transformers(name + "-fuzz", tok, fuzz)
 
