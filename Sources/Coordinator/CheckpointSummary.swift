@@ -70,7 +70,7 @@ public enum ModelInspector {
             path: path, format: loaded.format, architecture: m.modelType, layers: d.layers, width: d.width,
             ffnWidth: d.ffnWidth, heads: d.heads, kvHeads: d.kvHeads, headDim: d.headDim, vocabulary: d.vocabulary,
             contextLength: d.contextLength, parameters: params, tiedEmbeddings: m.tiedEmbeddings,
-            storage: loaded.storage, tokenizer: nil, loadSeconds: seconds,
+            storage: loaded.storage, tokenizer: loaded.tokenizer?.kind, loadSeconds: seconds,
             fp32WeightBytes: params * 4, peakResidentBytes: ProcessMemory.peakResident)
         return (summary, loaded)
     }

@@ -9,6 +9,15 @@ public struct LoadedModel {
     public let format: String
     /// How the checkpoint stores its tensors: storage type → element count (e.g. Q4_1 → 1.2e8).
     public let storage: [String: Int]
+    /// The model's tokenizer: GGUF metadata, or tokenizer.json beside an HF checkpoint.
+    public let tokenizer: Tokenizer?
+
+    public func requireTokenizer() throws -> Tokenizer {
+        guard let tokenizer else {
+            throw ModelError.notAModel(path: path + " has no tokenizer (GGUF tokenizer.ggml.* metadata or tokenizer.json); it")
+        }
+        return tokenizer
+    }
 }
 
 public enum ModelRegistry {
@@ -53,7 +62,8 @@ public enum ModelRegistry {
         guard let make = hfArchitectures[type] else {
             throw CheckpointError.unsupportedArchitecture(path: configPath, name: type, supported: supportedModelTypes)
         }
-        return LoadedModel(model: try make(dir), path: dir.path, format: "safetensors", storage: storageSummary(dir))
+        return LoadedModel(model: try make(dir), path: dir.path, format: "safetensors", storage: storageSummary(dir),
+                           tokenizer: try hfTokenizer(dir.path))
     }
 
     public static func load(gguf: GGUFReader) throws -> LoadedModel {
@@ -61,7 +71,29 @@ public enum ModelRegistry {
         guard let make = ggufArchitectures[arch] else {
             throw CheckpointError.unsupportedArchitecture(path: gguf.path, name: arch, supported: ggufArchitectures.keys.sorted())
         }
-        return LoadedModel(model: try make(gguf), path: gguf.path, format: "GGUF v\(gguf.version)", storage: storageSummary(gguf))
+        let tokenizer = gguf.metadata["tokenizer.ggml.model"] == nil ? nil : try Tokenizer.load(gguf: gguf)
+        return LoadedModel(model: try make(gguf), path: gguf.path, format: "GGUF v\(gguf.version)", storage: storageSummary(gguf),
+                           tokenizer: tokenizer)
+    }
+
+    /// Only the tokenizer of a model (no weights are read).
+    public static func loadTokenizer(path: String) throws -> Tokenizer {
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
+            throw CheckpointError.cannotOpen(path: path, reason: "no such file or directory")
+        }
+        if isDir.boolValue {
+            guard let t = try hfTokenizer(path) else {
+                throw CheckpointError.cannotOpen(path: path + "/tokenizer.json", reason: "no tokenizer.json in the model directory")
+            }
+            return t
+        }
+        return try Tokenizer.load(gguf: GGUFReader(path: path))
+    }
+
+    static func hfTokenizer(_ dir: String) throws -> Tokenizer? {
+        let p = dir + "/tokenizer.json"
+        return FileManager.default.fileExists(atPath: p) ? try Tokenizer.load(tokenizerJSON: p) : nil
     }
 
     static func storageSummary(_ s: TensorSource) -> [String: Int] {
