@@ -22,7 +22,7 @@ public struct ForwardBenchmarkResult: Codable, Sendable {
 
 public enum ForwardBenchmark {
     /// Runs `repeats` times (after one warm-up) and keeps the fastest of each phase.
-    public static func run(model: CausalLanguageModel, prompt: [Int], newTokens: Int, threads: Int, repeats: Int) throws -> ForwardBenchmarkResult {
+    public static func run(model: TransformerModel, prompt: [Int], newTokens: Int, threads: Int, repeats: Int) throws -> ForwardBenchmarkResult {
         BLASThreads.set(threads)
         var bestPrefill = Double.infinity, bestDecode = Double.infinity
         var generated: [Int] = []

@@ -68,29 +68,7 @@ public struct GPT2Config: Codable, Sendable, Equatable {
 
 // MARK: - The model
 
-public final class GPT2Model: CausalLanguageModel {
-    public let modelType = "gpt2"
-    public let config: GPT2Config
-    public let dimensions: ModelDimensions
-    public let parameters: ParameterStore
-    public var tiedEmbeddings: Bool { config.tieWordEmbeddings }
-    let activation: Activation
-    let layers: [Layer]
-    let tokenEmbedding: UnsafeMutablePointer<Float>       // wte [V, D]
-    let positionEmbedding: UnsafeMutablePointer<Float>    // wpe [T max, D]
-    let finalNorm: LayerNorm
-    let lmHead: Linear                                    // [V, D]
-
-    struct Layer {
-        let ln1: LayerNorm
-        let qkv: Linear            // c_attn as [3D, D]
-        let proj: Linear           // attn.c_proj [D, D]
-        let ln2: LayerNorm
-        let fc: Linear             // mlp.c_fc [J, D]: its output is ω
-        let fcProj: Linear         // mlp.c_proj [D, J]
-        let attention: CausalAttention
-    }
-
+public enum GPT2 {
     /// Canonical names (HF GPT2LMHeadModel); Conv1D weights are held as [out, in].
     public static func parameterSpecs(_ c: GPT2Config) -> [ParameterSpec] {
         let (d, j) = (c.nEmbd, c.innerSize)
@@ -119,99 +97,60 @@ public final class GPT2Model: CausalLanguageModel {
         })
     }
 
-    public convenience init(hf source: HFDirectory) throws {
+    public static func load(hf source: HFDirectory) throws -> TransformerModel {
         let config: GPT2Config
         do { config = try JSONDecoder().decode(GPT2Config.self, from: source.configData) } catch {
             throw ModelError.badConfig(path: source.path + "/config.json", key: "(file)", detail: "does not decode as a GPT-2 config: \(error)")
         }
-        try self.init(config: config, path: source.path)
-        try parameters.load(from: source, keyMap: Self.hfKeyMap(parameters.specs, source: source)) { name in
+        let model = try build(config: config, path: source.path)
+        try model.parameters.load(from: source, keyMap: hfKeyMap(model.parameters.specs, source: source)) { name in
             // Causal-mask buffers of old checkpoints; the tied head is the embedding.
             name.hasSuffix("attn.bias") && !name.hasSuffix("c_attn.bias") || name.hasSuffix("attn.masked_bias")
                 || (config.tieWordEmbeddings && name == "lm_head.weight")
         }
+        return model
     }
 
-    public init(config: GPT2Config, path: String) throws {
-        try config.validate(path: path)
-        self.config = config
-        let c = config
+    /// The model for `config` with zero weights (loaders fill them).
+    public static func build(config c: GPT2Config, path: String) throws -> TransformerModel {
+        try c.validate(path: path)
+        let store = ParameterStore(specs: parameterSpecs(c))
         let (d, j, hd) = (c.nEmbd, c.innerSize, c.nEmbd / c.nHead)
-        dimensions = ModelDimensions(layers: c.nLayer, width: d, ffnWidth: j, heads: c.nHead, kvHeads: c.nHead,
-                                     headDim: hd, vocabulary: c.vocabSize, contextLength: c.nPositions)
-        let store = ParameterStore(specs: Self.parameterSpecs(c))
-        parameters = store
-        activation = Activation(hfName: c.activationFunction)!
+        let activation = Activation(hfName: c.activationFunction)!
         let eps = Float(c.layerNormEpsilon)
-        layers = (0..<c.nLayer).map { l in
+        let blocks = (0..<c.nLayer).map { l -> DecoderBlock in
             let p = "transformer.h.\(l)."
             func lin(_ n: String, _ o: Int, _ i: Int) -> Linear {
                 Linear(weight: store.pointer(p + n + ".weight"), bias: store.pointer(p + n + ".bias"), out: o, in: i)
             }
-            func ln(_ n: String) -> LayerNorm {
-                LayerNorm(weight: store.pointer(p + n + ".weight"), bias: store.pointer(p + n + ".bias"), width: d, eps: eps)
+            func ln(_ n: String) -> Norm {
+                .layer(LayerNorm(weight: store.pointer(p + n + ".weight"), bias: store.pointer(p + n + ".bias"), width: d, eps: eps))
             }
+            // c_attn [3D, D] is q, k and v stacked: three views into the one weight and bias.
+            let w = store.pointer(p + "attn.c_attn.weight"), b = store.pointer(p + "attn.c_attn.bias")
             // HF: scores / sqrt(E) if scale_attn_weights, then / (layer + 1) if scaled by layer.
             var scale: Float = c.scaleAttnWeights ? 1 / Float(hd).squareRoot() : 1
             if c.scaleAttnByInverseLayerIdx { scale /= Float(l + 1) }
-            return Layer(ln1: ln("ln_1"), qkv: lin("attn.c_attn", 3 * d, d), proj: lin("attn.c_proj", d, d),
-                         ln2: ln("ln_2"), fc: lin("mlp.c_fc", j, d), fcProj: lin("mlp.c_proj", d, j),
-                         attention: CausalAttention(heads: c.nHead, kvHeads: c.nHead, headDim: hd, scale: scale))
+            return DecoderBlock(
+                inputNorm: ln("ln_1"),
+                q: Linear(weight: w, bias: b, out: d, in: d),
+                k: Linear(weight: w + d * d, bias: b + d, out: d, in: d),
+                v: Linear(weight: w + 2 * d * d, bias: b + 2 * d, out: d, in: d),
+                o: lin("attn.c_proj", d, d),
+                rotary: nil,
+                attention: CausalAttention(heads: c.nHead, kvHeads: c.nHead, headDim: hd, scale: scale),
+                postAttentionNorm: ln("ln_2"),
+                ffnIn: lin("mlp.c_fc", j, d), ffnUp: nil, ffnDown: lin("mlp.c_proj", d, j),
+                activation: activation)
         }
-        tokenEmbedding = store.pointer("transformer.wte.weight")
-        positionEmbedding = store.pointer("transformer.wpe.weight")
-        finalNorm = LayerNorm(weight: store.pointer("transformer.ln_f.weight"), bias: store.pointer("transformer.ln_f.bias"), width: d, eps: eps)
-        lmHead = Linear(weight: c.tieWordEmbeddings ? tokenEmbedding : store.pointer("lm_head.weight"), bias: nil, out: c.vocabSize, in: d)
-    }
-
-    // MARK: Forward
-
-    public func embed(_ tokens: [Int], positions: [Int], into x: UnsafeMutablePointer<Float>) {
-        let d = dimensions.width
-        for (t, tok) in tokens.enumerated() {
-            let row = x + t * d, te = tokenEmbedding + tok * d, pe = positionEmbedding + positions[t] * d
-            for i in 0..<d { row[i] = te[i] + pe[i] }
-        }
-    }
-
-    public func block(_ layer: Int, x: UnsafeMutablePointer<Float>, positions: [Int], cache: KVCache) {
-        let L = layers[layer]
-        let t = positions.count
-        let (d, j) = (dimensions.width, dimensions.ffnWidth)
-        let start = cache.count
-        var a = [Float](repeating: 0, count: t * d)
-        var qkv = [Float](repeating: 0, count: t * 3 * d)
-        var omega = [Float](repeating: 0, count: t * j)          // ω [T, J]: c_fc output
-        var q = [Float](repeating: 0, count: t * d)
-        a.withUnsafeMutableBufferPointer { a in
-        qkv.withUnsafeMutableBufferPointer { qkv in
-        q.withUnsafeMutableBufferPointer { q in
-        omega.withUnsafeMutableBufferPointer { w in
-            let a = a.baseAddress!, qkv = qkv.baseAddress!, q = q.baseAddress!, w = w.baseAddress!
-            L.ln1.forward(x, rows: t, into: a)
-            L.qkv.forward(a, rows: t, into: qkv)
-            let kc = cache.keys(layer: layer), vc = cache.values(layer: layer)
-            for r in 0..<t {
-                let row = qkv + r * 3 * d
-                (q + r * d).update(from: row, count: d)
-                (kc + (start + r) * d).update(from: row + d, count: d)
-                (vc + (start + r) * d).update(from: row + 2 * d, count: d)
-            }
-            L.attention.forward(q: q, ownK: kc + start * d, ownV: vc + start * d, rows: t, visible: (0..<t).map { start + $0 },
-                                keys: kc, values: vc, into: a)
-            L.proj.forwardAccumulate(a, rows: t, into: x)
-            L.ln2.forward(x, rows: t, into: a)
-            L.fc.forward(a, rows: t, into: w)
-            activation.forward(w, count: t * j, into: w)
-            L.fcProj.forwardAccumulate(w, rows: t, into: x)
-        } } } }
-    }
-
-    public func head(_ h: UnsafePointer<Float>, rows: Int, into logits: UnsafeMutablePointer<Float>) {
-        var n = [Float](repeating: 0, count: rows * dimensions.width)
-        n.withUnsafeMutableBufferPointer { nb in
-            finalNorm.forward(h, rows: rows, into: nb.baseAddress!)
-            lmHead.forward(nb.baseAddress!, rows: rows, into: logits)
-        }
+        let wte = store.pointer("transformer.wte.weight")
+        return TransformerModel(
+            modelType: "gpt2",
+            dimensions: ModelDimensions(layers: c.nLayer, width: d, ffnWidth: j, heads: c.nHead, kvHeads: c.nHead,
+                                        headDim: hd, vocabulary: c.vocabSize, contextLength: c.nPositions),
+            parameters: store, tiedEmbeddings: c.tieWordEmbeddings, blocks: blocks, rotary: nil,
+            tokenEmbedding: wte, positionEmbedding: store.pointer("transformer.wpe.weight"),
+            finalNorm: .layer(LayerNorm(weight: store.pointer("transformer.ln_f.weight"), bias: store.pointer("transformer.ln_f.bias"), width: d, eps: eps)),
+            lmHead: Linear(weight: c.tieWordEmbeddings ? wte : store.pointer("lm_head.weight"), bias: nil, out: c.vocabSize, in: d))
     }
 }

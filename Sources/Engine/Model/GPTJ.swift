@@ -68,28 +68,7 @@ public struct GPTJConfig: Codable, Sendable, Equatable {
 
 // MARK: - The model
 
-public final class GPTJModel: CausalLanguageModel {
-    public let modelType = "gptj"
-    public let config: GPTJConfig
-    public let dimensions: ModelDimensions
-    public let parameters: ParameterStore
-    public var tiedEmbeddings: Bool { config.tieWordEmbeddings }
-    let rotary: RotaryEmbedding
-    let rotaryTables = RotaryTableCache()
-    let activation: Activation
-    let layers: [Layer]
-    let tokenEmbedding: UnsafeMutablePointer<Float>   // wte [V, D]
-    let finalNorm: LayerNorm
-    let lmHead: Linear                                // [V, D] with bias [V]
-
-    struct Layer {
-        let ln1: LayerNorm
-        let q, k, v, out: Linear       // [D, D], no biases
-        let fcIn: Linear               // mlp.fc_in [J, D]: its output is ω
-        let fcOut: Linear              // mlp.fc_out [D, J]
-        let attention: CausalAttention
-    }
-
+public enum GPTJ {
     public static func parameterSpecs(_ c: GPTJConfig) -> [ParameterSpec] {
         let (d, j) = (c.nEmbd, c.innerSize)
         var s = [ParameterSpec("transformer.wte.weight", [c.vocabSize, d])]
@@ -107,96 +86,52 @@ public final class GPTJModel: CausalLanguageModel {
         return s
     }
 
-    public convenience init(hf source: HFDirectory) throws {
+    public static func load(hf source: HFDirectory) throws -> TransformerModel {
         let config: GPTJConfig
         do { config = try JSONDecoder().decode(GPTJConfig.self, from: source.configData) } catch {
             throw ModelError.badConfig(path: source.path + "/config.json", key: "(file)", detail: "does not decode as a GPT-J config: \(error)")
         }
-        try self.init(config: config, path: source.path)
-        let map = Dictionary(uniqueKeysWithValues: parameters.specs.map { ($0.name, ParameterSource($0.name)) })
-        try parameters.load(from: source, keyMap: map) { name in
+        let model = try build(config: config, path: source.path)
+        let map = Dictionary(uniqueKeysWithValues: model.parameters.specs.map { ($0.name, ParameterSource($0.name)) })
+        try model.parameters.load(from: source, keyMap: map) { name in
             name.hasSuffix("attn.bias") || name.hasSuffix("attn.masked_bias") || name.hasSuffix("embed_positions")
                 || (config.tieWordEmbeddings && name == "lm_head.weight")
         }
+        return model
     }
 
-    public init(config: GPTJConfig, path: String) throws {
-        try config.validate(path: path)
-        self.config = config
-        let c = config
+    /// The model for `config` with zero weights (loaders fill them). One LayerNorm feeds both
+    /// attention and FFN (a parallel block: no post-attention norm).
+    public static func build(config c: GPTJConfig, path: String) throws -> TransformerModel {
+        try c.validate(path: path)
+        let store = ParameterStore(specs: parameterSpecs(c))
         let (d, j, hd) = (c.nEmbd, c.innerSize, c.headDim)
-        dimensions = ModelDimensions(layers: c.nLayer, width: d, ffnWidth: j, heads: c.nHead, kvHeads: c.nHead,
-                                     headDim: hd, vocabulary: c.vocabSize, contextLength: c.nPositions)
-        let store = ParameterStore(specs: Self.parameterSpecs(c))
-        parameters = store
-        rotary = RotaryEmbedding(layout: .interleaved, rotaryDim: c.rotaryDimension, headDim: hd, base: 10000)
-        activation = Activation(hfName: c.activationFunction)!
+        let rotary = RotaryEmbedding(layout: .interleaved, rotaryDim: c.rotaryDimension, headDim: hd, base: 10000)
+        let activation = Activation(hfName: c.activationFunction)!
         let eps = Float(c.layerNormEpsilon)
-        layers = (0..<c.nLayer).map { l in
+        let blocks = (0..<c.nLayer).map { l -> DecoderBlock in
             let p = "transformer.h.\(l)."
             func lin(_ n: String, _ o: Int, _ i: Int) -> Linear {
                 Linear(weight: store.pointer(p + n + ".weight"), bias: store.optionalPointer(p + n + ".bias"), out: o, in: i)
             }
-            return Layer(ln1: LayerNorm(weight: store.pointer(p + "ln_1.weight"), bias: store.pointer(p + "ln_1.bias"), width: d, eps: eps),
-                         q: lin("attn.q_proj", d, d), k: lin("attn.k_proj", d, d), v: lin("attn.v_proj", d, d),
-                         out: lin("attn.out_proj", d, d), fcIn: lin("mlp.fc_in", j, d), fcOut: lin("mlp.fc_out", d, j),
-                         attention: CausalAttention(heads: c.nHead, kvHeads: c.nHead, headDim: hd, scale: 1 / Float(hd).squareRoot()))
+            return DecoderBlock(
+                inputNorm: .layer(LayerNorm(weight: store.pointer(p + "ln_1.weight"), bias: store.pointer(p + "ln_1.bias"), width: d, eps: eps)),
+                q: lin("attn.q_proj", d, d), k: lin("attn.k_proj", d, d), v: lin("attn.v_proj", d, d), o: lin("attn.out_proj", d, d),
+                rotary: rotary,
+                attention: CausalAttention(heads: c.nHead, kvHeads: c.nHead, headDim: hd, scale: 1 / Float(hd).squareRoot()),
+                postAttentionNorm: nil,
+                ffnIn: lin("mlp.fc_in", j, d), ffnUp: nil, ffnDown: lin("mlp.fc_out", d, j),
+                activation: activation)
         }
-        tokenEmbedding = store.pointer("transformer.wte.weight")
-        finalNorm = LayerNorm(weight: store.pointer("transformer.ln_f.weight"), bias: store.pointer("transformer.ln_f.bias"), width: d, eps: eps)
-        lmHead = Linear(weight: c.tieWordEmbeddings ? tokenEmbedding : store.pointer("lm_head.weight"),
-                        bias: store.pointer("lm_head.bias"), out: c.vocabSize, in: d)
-    }
-
-    // MARK: Forward
-
-    public func embed(_ tokens: [Int], positions: [Int], into x: UnsafeMutablePointer<Float>) {
-        let d = dimensions.width
-        for (t, tok) in tokens.enumerated() { (x + t * d).update(from: tokenEmbedding + tok * d, count: d) }
-    }
-
-    /// x ← x + out(attn(ln₁(x))) + fc_out(act(fc_in(ln₁(x)))): both branches read the same LN.
-    public func block(_ layer: Int, x: UnsafeMutablePointer<Float>, positions: [Int], cache: KVCache) {
-        let L = layers[layer]
-        let t = positions.count
-        let (d, j) = (dimensions.width, dimensions.ffnWidth)
-        let start = cache.count
-        let (cos, sin) = rotaryTables.table(rotary, positions: positions)
-        var a = [Float](repeating: 0, count: t * d)
-        var q = [Float](repeating: 0, count: t * d)
-        var attn = [Float](repeating: 0, count: t * d)
-        var omega = [Float](repeating: 0, count: t * j)          // ω [T, J]: fc_in output
-        a.withUnsafeMutableBufferPointer { a in
-        q.withUnsafeMutableBufferPointer { q in
-        attn.withUnsafeMutableBufferPointer { o in
-        omega.withUnsafeMutableBufferPointer { w in
-            let a = a.baseAddress!, q = q.baseAddress!, o = o.baseAddress!, w = w.baseAddress!
-            L.ln1.forward(x, rows: t, into: a)
-            L.q.forward(a, rows: t, into: q)
-            let kc = cache.keys(layer: layer) + start * d, vc = cache.values(layer: layer) + start * d
-            L.k.forward(a, rows: t, into: kc)
-            L.v.forward(a, rows: t, into: vc)
-            cos.withUnsafeBufferPointer { cb in sin.withUnsafeBufferPointer { sb in
-                let half = rotary.rotaryDim / 2
-                for r in 0..<t {
-                    rotary.apply(q + r * d, heads: dimensions.heads, cos: cb.baseAddress! + r * half, sin: sb.baseAddress! + r * half)
-                    rotary.apply(kc + r * d, heads: dimensions.heads, cos: cb.baseAddress! + r * half, sin: sb.baseAddress! + r * half)
-                }
-            } }
-            L.attention.forward(q: q, ownK: kc, ownV: vc, rows: t, visible: (0..<t).map { start + $0 },
-                                keys: cache.keys(layer: layer), values: cache.values(layer: layer), into: o)
-            L.fcIn.forward(a, rows: t, into: w)
-            activation.forward(w, count: t * j, into: w)
-            L.out.forwardAccumulate(o, rows: t, into: x)
-            L.fcOut.forwardAccumulate(w, rows: t, into: x)
-        } } } }
-    }
-
-    public func head(_ h: UnsafePointer<Float>, rows: Int, into logits: UnsafeMutablePointer<Float>) {
-        var n = [Float](repeating: 0, count: rows * dimensions.width)
-        n.withUnsafeMutableBufferPointer { nb in
-            finalNorm.forward(h, rows: rows, into: nb.baseAddress!)
-            lmHead.forward(nb.baseAddress!, rows: rows, into: logits)
-        }
+        let wte = store.pointer("transformer.wte.weight")
+        return TransformerModel(
+            modelType: "gptj",
+            dimensions: ModelDimensions(layers: c.nLayer, width: d, ffnWidth: j, heads: c.nHead, kvHeads: c.nHead,
+                                        headDim: hd, vocabulary: c.vocabSize, contextLength: c.nPositions),
+            parameters: store, tiedEmbeddings: c.tieWordEmbeddings, blocks: blocks, rotary: rotary,
+            tokenEmbedding: wte, positionEmbedding: nil,
+            finalNorm: .layer(LayerNorm(weight: store.pointer("transformer.ln_f.weight"), bias: store.pointer("transformer.ln_f.bias"), width: d, eps: eps)),
+            lmHead: Linear(weight: c.tieWordEmbeddings ? wte : store.pointer("lm_head.weight"),
+                           bias: store.pointer("lm_head.bias"), out: c.vocabSize, in: d))
     }
 }

@@ -193,28 +193,7 @@ public struct LlamaConfig: Codable, Sendable, Equatable {
 
 // MARK: - The model
 
-public final class LlamaModel: CausalLanguageModel {
-    public let modelType = "llama"
-    public let config: LlamaConfig
-    public let dimensions: ModelDimensions
-    public let parameters: ParameterStore
-    public var tiedEmbeddings: Bool { config.tieWordEmbeddings }
-    let rotary: RotaryEmbedding
-    let rotaryTables = RotaryTableCache()
-    let activation: Activation
-    let layers: [Layer]
-    let embedding: UnsafeMutablePointer<Float>        // [V, D]
-    let finalNorm: RMSNorm
-    let lmHead: Linear                                // [V, D], the embedding when tied
-
-    struct Layer {
-        let inputNorm: RMSNorm
-        let q, k, v, o: Linear                         // q [H·E, D], k/v [G·E, D], o [D, H·E]
-        let postAttentionNorm: RMSNorm
-        let gate, up, down: Linear                     // gate/up [J, D] (gate output is ω), down [D, J]
-        let attention: CausalAttention
-    }
-
+public enum Llama {
     /// Canonical (HF) parameter names and shapes: the one size table of the weights.
     public static func parameterSpecs(_ c: LlamaConfig) -> [ParameterSpec] {
         let (d, j, qd, kvd) = (c.hiddenSize, c.intermediateSize, c.numAttentionHeads * c.headDim, c.numKeyValueHeads * c.headDim)
@@ -281,114 +260,60 @@ public final class LlamaModel: CausalLanguageModel {
         return m
     }
 
-    public convenience init(hf source: HFDirectory) throws {
+    public static func load(hf source: HFDirectory) throws -> TransformerModel {
         let config: LlamaConfig
         do { config = try JSONDecoder().decode(LlamaConfig.self, from: source.configData) } catch {
             throw ModelError.badConfig(path: source.path + "/config.json", key: "(file)", detail: "does not decode as a Llama config: \(error)")
         }
-        try self.init(config: config, path: source.path)
-        let specs = parameters.specs
-        try parameters.load(from: source, keyMap: Self.hfKeyMap(specs)) { name in
+        let model = try build(config: config, path: source.path)
+        try model.parameters.load(from: source, keyMap: hfKeyMap(model.parameters.specs)) { name in
             name.hasSuffix("rotary_emb.inv_freq") || (config.tieWordEmbeddings && name == "lm_head.weight")
         }
+        return model
     }
 
-    public convenience init(gguf: GGUFReader) throws {
+    public static func load(gguf: GGUFReader) throws -> TransformerModel {
         let config = try LlamaConfig(gguf: gguf)
-        try self.init(config: config, path: gguf.path)
-        let wanted = Set(parameters.specs.map(\.name))
-        let map = Self.ggufKeyMap(config).filter { wanted.contains($0.key) }
-        try parameters.load(from: gguf, keyMap: map) { _ in false }
+        let model = try build(config: config, path: gguf.path)
+        let wanted = Set(model.parameters.specs.map(\.name))
+        try model.parameters.load(from: gguf, keyMap: ggufKeyMap(config).filter { wanted.contains($0.key) }) { _ in false }
+        return model
     }
 
-    /// Allocates the weights (zero) for `config`; loaders fill them.
-    public init(config: LlamaConfig, path: String) throws {
-        try config.validate(path: path)
-        self.config = config
-        let c = config
-        dimensions = ModelDimensions(layers: c.numHiddenLayers, width: c.hiddenSize, ffnWidth: c.intermediateSize,
-                                     heads: c.numAttentionHeads, kvHeads: c.numKeyValueHeads, headDim: c.headDim,
-                                     vocabulary: c.vocabSize, contextLength: c.maxPositionEmbeddings)
-        let store = ParameterStore(specs: Self.parameterSpecs(c))
-        parameters = store
-        rotary = RotaryEmbedding(layout: .halves, rotaryDim: c.headDim, headDim: c.headDim, base: Float(c.ropeTheta),
-                                 scaling: try c.ropeScaling?.scaling(path: path, maxPositions: c.maxPositionEmbeddings) ?? .none)
-        activation = Activation(hfName: c.hiddenAct)!
-        let eps = Float(c.rmsNormEps)
+    /// The model for `config` with zero weights (loaders fill them).
+    public static func build(config c: LlamaConfig, path: String) throws -> TransformerModel {
+        try c.validate(path: path)
+        let store = ParameterStore(specs: parameterSpecs(c))
         let (d, j, qd, kvd) = (c.hiddenSize, c.intermediateSize, c.numAttentionHeads * c.headDim, c.numKeyValueHeads * c.headDim)
-        layers = (0..<c.numHiddenLayers).map { l in
+        let rotary = RotaryEmbedding(layout: .halves, rotaryDim: c.headDim, headDim: c.headDim, base: Float(c.ropeTheta),
+                                     scaling: try c.ropeScaling?.scaling(path: path, maxPositions: c.maxPositionEmbeddings) ?? .none)
+        let activation = Activation(hfName: c.hiddenAct)!
+        let eps = Float(c.rmsNormEps)
+        let blocks = (0..<c.numHiddenLayers).map { l -> DecoderBlock in
             let p = "model.layers.\(l)."
             func lin(_ n: String, _ o: Int, _ i: Int) -> Linear {
                 Linear(weight: store.pointer(p + n + ".weight"), bias: store.optionalPointer(p + n + ".bias"), out: o, in: i)
             }
-            return Layer(
-                inputNorm: RMSNorm(weight: store.pointer(p + "input_layernorm.weight"), width: d, eps: eps),
+            return DecoderBlock(
+                inputNorm: .rms(RMSNorm(weight: store.pointer(p + "input_layernorm.weight"), width: d, eps: eps)),
                 q: lin("self_attn.q_proj", qd, d), k: lin("self_attn.k_proj", kvd, d),
                 v: lin("self_attn.v_proj", kvd, d), o: lin("self_attn.o_proj", d, qd),
-                postAttentionNorm: RMSNorm(weight: store.pointer(p + "post_attention_layernorm.weight"), width: d, eps: eps),
-                gate: lin("mlp.gate_proj", j, d), up: lin("mlp.up_proj", j, d), down: lin("mlp.down_proj", d, j),
+                rotary: rotary,
                 attention: CausalAttention(heads: c.numAttentionHeads, kvHeads: c.numKeyValueHeads, headDim: c.headDim,
-                                           scale: 1 / Float(c.headDim).squareRoot()))
+                                           scale: 1 / Float(c.headDim).squareRoot()),
+                postAttentionNorm: .rms(RMSNorm(weight: store.pointer(p + "post_attention_layernorm.weight"), width: d, eps: eps)),
+                ffnIn: lin("mlp.gate_proj", j, d), ffnUp: lin("mlp.up_proj", j, d), ffnDown: lin("mlp.down_proj", d, j),
+                activation: activation)
         }
-        embedding = store.pointer("model.embed_tokens.weight")
-        finalNorm = RMSNorm(weight: store.pointer("model.norm.weight"), width: d, eps: eps)
-        lmHead = Linear(weight: c.tieWordEmbeddings ? embedding : store.pointer("lm_head.weight"), bias: nil, out: c.vocabSize, in: d)
-    }
-
-    // MARK: Forward
-
-    public func embed(_ tokens: [Int], positions: [Int], into x: UnsafeMutablePointer<Float>) {
-        let d = dimensions.width
-        for (t, tok) in tokens.enumerated() { (x + t * d).update(from: embedding + tok * d, count: d) }
-    }
-
-    public func block(_ layer: Int, x: UnsafeMutablePointer<Float>, positions: [Int], cache: KVCache) {
-        let L = layers[layer]
-        let dm = dimensions
-        let t = positions.count
-        let (d, j, qd, kvd) = (dm.width, dm.ffnWidth, dm.heads * dm.headDim, dm.kvHeads * dm.headDim)
-        let start = cache.count
-        let (cos, sin) = rotaryTables.table(rotary, positions: positions)
-        var a = [Float](repeating: 0, count: t * max(d, qd))     // normed input, then attention output
-        var q = [Float](repeating: 0, count: t * qd)
-        var omega = [Float](repeating: 0, count: t * j)          // ω [T, J]: gate_proj output
-        var u = [Float](repeating: 0, count: t * j)
-        a.withUnsafeMutableBufferPointer { a in
-        q.withUnsafeMutableBufferPointer { q in
-        omega.withUnsafeMutableBufferPointer { w in
-        u.withUnsafeMutableBufferPointer { u in
-            let a = a.baseAddress!, q = q.baseAddress!, w = w.baseAddress!, u = u.baseAddress!
-            // Attention: h = x + o(attn(rope(q), rope(k), v)) with q, k, v from RMSNorm(x).
-            L.inputNorm.forward(x, rows: t, into: a)
-            L.q.forward(a, rows: t, into: q)
-            let kc = cache.keys(layer: layer) + start * kvd, vc = cache.values(layer: layer) + start * kvd
-            L.k.forward(a, rows: t, into: kc)
-            L.v.forward(a, rows: t, into: vc)
-            cos.withUnsafeBufferPointer { cb in sin.withUnsafeBufferPointer { sb in
-                let half = rotary.rotaryDim / 2
-                for r in 0..<t {
-                    rotary.apply(q + r * qd, heads: dm.heads, cos: cb.baseAddress! + r * half, sin: sb.baseAddress! + r * half)
-                    rotary.apply(kc + r * kvd, heads: dm.kvHeads, cos: cb.baseAddress! + r * half, sin: sb.baseAddress! + r * half)
-                }
-            } }
-            L.attention.forward(q: q, ownK: kc, ownV: vc, rows: t, visible: (0..<t).map { start + $0 },
-                                keys: cache.keys(layer: layer), values: cache.values(layer: layer), into: a)
-            // o_proj accumulates into the residual: x += a·Woᵀ (+ b).
-            L.o.forwardAccumulate(a, rows: t, into: x)
-            // FFN: x += down(act(ω) ⊙ up(b)), ω = gate(b), b = RMSNorm(h).
-            L.postAttentionNorm.forward(x, rows: t, into: a)
-            L.gate.forward(a, rows: t, into: w)
-            L.up.forward(a, rows: t, into: u)
-            for i in 0..<(t * j) { u[i] *= activation.apply(w[i]) }
-            L.down.forwardAccumulate(u, rows: t, into: x)
-        } } } }
-    }
-
-    public func head(_ h: UnsafePointer<Float>, rows: Int, into logits: UnsafeMutablePointer<Float>) {
-        var n = [Float](repeating: 0, count: rows * dimensions.width)
-        n.withUnsafeMutableBufferPointer { nb in
-            finalNorm.forward(h, rows: rows, into: nb.baseAddress!)
-            lmHead.forward(nb.baseAddress!, rows: rows, into: logits)
-        }
+        let embedding = store.pointer("model.embed_tokens.weight")
+        return TransformerModel(
+            modelType: "llama",
+            dimensions: ModelDimensions(layers: c.numHiddenLayers, width: d, ffnWidth: j, heads: c.numAttentionHeads,
+                                        kvHeads: c.numKeyValueHeads, headDim: c.headDim, vocabulary: c.vocabSize,
+                                        contextLength: c.maxPositionEmbeddings),
+            parameters: store, tiedEmbeddings: c.tieWordEmbeddings, blocks: blocks, rotary: rotary,
+            tokenEmbedding: embedding, positionEmbedding: nil,
+            finalNorm: .rms(RMSNorm(weight: store.pointer("model.norm.weight"), width: d, eps: eps)),
+            lmHead: Linear(weight: c.tieWordEmbeddings ? embedding : store.pointer("lm_head.weight"), bias: nil, out: c.vocabSize, in: d))
     }
 }

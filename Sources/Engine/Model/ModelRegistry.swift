@@ -3,7 +3,7 @@ import Foundation
 
 /// A model ready to run: the architecture with its weights, plus where it came from.
 public struct LoadedModel {
-    public let model: CausalLanguageModel
+    public let model: TransformerModel
     public let path: String
     /// "GGUF v3" or "safetensors".
     public let format: String
@@ -22,15 +22,15 @@ public struct LoadedModel {
 
 public enum ModelRegistry {
     /// HF `model_type` → loader for an HF directory (one entry per architecture file).
-    static let hfArchitectures: [String: (HFDirectory) throws -> CausalLanguageModel] = [
-        "llama": { try LlamaModel(hf: $0) },
-        "gpt2": { try GPT2Model(hf: $0) },
-        "gptj": { try GPTJModel(hf: $0) },
+    static let hfArchitectures: [String: (HFDirectory) throws -> TransformerModel] = [
+        "llama": { try Llama.load(hf: $0) },
+        "gpt2": { try GPT2.load(hf: $0) },
+        "gptj": { try GPTJ.load(hf: $0) },
     ]
 
     /// GGUF `general.architecture` → loader.
-    static let ggufArchitectures: [String: (GGUFReader) throws -> CausalLanguageModel] = [
-        "llama": { try LlamaModel(gguf: $0) },
+    static let ggufArchitectures: [String: (GGUFReader) throws -> TransformerModel] = [
+        "llama": { try Llama.load(gguf: $0) },
     ]
 
     public static var supportedModelTypes: [String] { hfArchitectures.keys.sorted() }

@@ -99,17 +99,3 @@ public struct RotaryEmbedding: Sendable {
     }
 }
 
-/// Remembers the last cos/sin table: a forward pass asks for the same positions at every layer.
-final class RotaryTableCache {
-    private var positions: [Int] = []
-    private var cos: [Float] = []
-    private var sin: [Float] = []
-
-    func table(_ rotary: RotaryEmbedding, positions p: [Int]) -> (cos: [Float], sin: [Float]) {
-        if p != positions {
-            (cos, sin) = rotary.table(positions: p)
-            positions = p
-        }
-        return (cos, sin)
-    }
-}

@@ -1,0 +1,136 @@
+// A decoder-only transformer: embedding, L blocks, final norm, LM head (every architecture).
+import Foundation
+
+/// Which rows of a forward pass need logits (the LM head is the largest matrix of a small
+/// model: skipping it for prompt positions whose logits nobody reads saves most of prefill).
+public enum LogitRows: Sendable { case all, last, none }
+
+/// The one model type. Architecture files (Llama.swift, GPT2.swift, GPTJ.swift) read their
+/// config and checkpoint names and build it; everything that runs is here and in DecoderBlock.
+public final class TransformerModel {
+    /// HF `model_type`.
+    public let modelType: String
+    public let dimensions: ModelDimensions
+    public let parameters: ParameterStore
+    /// Whether the LM head reuses the token embedding matrix.
+    public let tiedEmbeddings: Bool
+    public let blocks: [DecoderBlock]
+    public let rotary: RotaryEmbedding?
+    let tokenEmbedding: UnsafeMutablePointer<Float>       // [V, D]
+    let positionEmbedding: UnsafeMutablePointer<Float>?   // [T max, D] (GPT-2)
+    public let finalNorm: Norm
+    public let lmHead: Linear                             // [V, D] (+ bias [V] for GPT-J)
+
+    init(modelType: String, dimensions: ModelDimensions, parameters: ParameterStore, tiedEmbeddings: Bool,
+         blocks: [DecoderBlock], rotary: RotaryEmbedding?, tokenEmbedding: UnsafeMutablePointer<Float>,
+         positionEmbedding: UnsafeMutablePointer<Float>?, finalNorm: Norm, lmHead: Linear) {
+        self.modelType = modelType; self.dimensions = dimensions; self.parameters = parameters
+        self.tiedEmbeddings = tiedEmbeddings; self.blocks = blocks; self.rotary = rotary
+        self.tokenEmbedding = tokenEmbedding; self.positionEmbedding = positionEmbedding
+        self.finalNorm = finalNorm; self.lmHead = lmHead
+    }
+
+    public func makeCache(capacity: Int? = nil) -> KVCache {
+        let d = dimensions
+        return KVCache(layers: d.layers, kvHeads: d.kvHeads, headDim: d.headDim, capacity: min(capacity ?? d.contextLength, d.contextLength))
+    }
+
+    // MARK: - Forward
+
+    /// x [T, D] = embedding of `tokens` at `positions`.
+    public func embed(_ tokens: [Int], positions: [Int], into x: UnsafeMutablePointer<Float>) {
+        let d = dimensions.width
+        for (t, tok) in tokens.enumerated() {
+            let row = x + t * d
+            row.update(from: tokenEmbedding + tok * d, count: d)
+            if let pe = positionEmbedding {
+                let p = pe + positions[t] * d
+                for i in 0..<d { row[i] += p[i] }
+            }
+        }
+    }
+
+    /// Feeds `tokens` after what `cache` holds and returns the logits of `rows` ([R, V], row-major).
+    /// `inspect(layer, tape)` (if given) sees every block's tape right after it ran: the
+    /// attribution reads the clean activations it needs from there.
+    public func forward(_ tokens: [Int], cache: KVCache, logits rows: LogitRows = .last,
+                        inspect: ((Int, BlockTape) -> Void)? = nil) throws -> [Float] {
+        let d = dimensions
+        let t = tokens.count
+        guard t > 0 else { return [] }
+        for tok in tokens where tok < 0 || tok >= d.vocabulary {
+            throw ModelError.tokenOutOfRange(token: tok, vocabulary: d.vocabulary)
+        }
+        let start = cache.count
+        guard start + t <= cache.capacity else {
+            throw ModelError.contextOverflow(needed: start + t, limit: cache.capacity)
+        }
+        let positions = Array(start..<(start + t))
+        let rotaryRows = RotaryRows(rotary, positions: positions)
+        let x = FloatBuffer(count: t * d.width)
+        let tape = BlockTape()
+        embed(tokens, positions: positions, into: x.pointer)
+        for (l, block) in blocks.enumerated() {
+            block.forward(x.pointer, rows: t, positions: positions, rotaryRows: rotaryRows,
+                          keys: cache.keys(layer: l), values: cache.values(layer: l), writeCache: true, tape: tape)
+            inspect?(l, tape)
+        }
+        cache.advance(by: t)
+        let (first, count): (Int, Int)
+        switch rows {
+        case .all: (first, count) = (0, t)
+        case .last: (first, count) = (t - 1, 1)
+        case .none: return []
+        }
+        var logits = [Float](repeating: 0, count: count * d.vocabulary)
+        let normed = FloatBuffer(count: count * d.width), stats = FloatBuffer(count: 2 * count)
+        logits.withUnsafeMutableBufferPointer { lb in
+            head(x.pointer + first * d.width, rows: count, normed: normed.pointer, stats: stats.pointer, into: lb.baseAddress!)
+        }
+        return logits
+    }
+
+    /// logits [R, V] of final hidden rows h [R, D]: final norm (normed [R, D], stats [R, 2]
+    /// kept for the backward), then the LM head.
+    public func head(_ h: UnsafePointer<Float>, rows: Int, normed: UnsafeMutablePointer<Float>, stats: UnsafeMutablePointer<Float>,
+                     into logits: UnsafeMutablePointer<Float>) {
+        finalNorm.forward(h, rows: rows, into: normed, stats: stats)
+        lmHead.forward(normed, rows: rows, into: logits)
+    }
+
+    /// dh [R, D] from dlogits [R, V]: backward of `head` through the LM head and the final norm.
+    public func headBackward(_ dLogits: UnsafePointer<Float>, h: UnsafePointer<Float>, stats: UnsafePointer<Float>, rows: Int,
+                             scratch: UnsafeMutablePointer<Float>, into dh: UnsafeMutablePointer<Float>) {
+        lmHead.backwardInput(dLogits, rows: rows, into: scratch)
+        finalNorm.backward(scratch, x: h, stats: stats, rows: rows, into: dh, accumulate: false)
+    }
+
+    /// Greedy decoding (argmax, first index on ties, as torch.argmax): up to `maxNewTokens`
+    /// tokens after `prompt`, stopping after `stopTokens` if any is produced.
+    public func generateGreedy(prompt: [Int], maxNewTokens: Int, stopTokens: Set<Int> = [],
+                               onToken: ((Int) -> Void)? = nil) throws -> [Int] {
+        guard !prompt.isEmpty, maxNewTokens > 0 else { return [] }
+        let cache = makeCache(capacity: prompt.count + maxNewTokens)
+        guard prompt.count + maxNewTokens <= cache.capacity else {
+            throw ModelError.contextOverflow(needed: prompt.count + maxNewTokens, limit: cache.capacity)
+        }
+        var logits = try forward(prompt, cache: cache, logits: .last)
+        var out: [Int] = []
+        while true {
+            let next = argmax(logits)
+            out.append(next)
+            onToken?(next)
+            if out.count == maxNewTokens || stopTokens.contains(next) { break }
+            logits = try forward([next], cache: cache, logits: .last)
+        }
+        return out
+    }
+}
+
+/// Index of the largest value (the first on ties, NaN never wins).
+public func argmax(_ v: [Float]) -> Int {
+    var best = 0
+    var bv = -Float.infinity
+    for (i, x) in v.enumerated() where x > bv { best = i; bv = x }
+    return best
+}
