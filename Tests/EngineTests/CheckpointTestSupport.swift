@@ -85,11 +85,14 @@ struct GGUFBuilder {
         var offsetFields: [Int]
         var dataOffsets: [Int]
         var tensorInfoStart: [Int]
+        /// Where each metadata value's payload starts, by key.
+        var valueStart: [String: Int]
     }
 
     func build() -> Built {
         var b: [UInt8] = []
         var u64: [Int] = []
+        var valueStart: [String: Int] = [:]
         b.appendLE(UInt32(0x4655_4747))
         b.appendLE(version)
         u64.append(b.count); b.appendLE(tensorCountOverride ?? UInt64(tensors.count))
@@ -98,6 +101,7 @@ struct GGUFBuilder {
             u64.append(b.count); b.appendLE(UInt64(m.key.count)); b += m.key
             b.appendLE(m.type)
             let start = b.count
+            valueStart[String(decoding: m.key, as: UTF8.self)] = start
             b += m.payload
             // Record the u64 fields inside the payload: string length, array count and lengths.
             if m.type == 8 { u64.append(start) }
@@ -139,7 +143,8 @@ struct GGUFBuilder {
             b += t.data
         }
         return Built(bytes: b, u64Fields: u64, headerEnd: headerEnd, dataStart: dataStart,
-                     offsetFields: offsetFields, dataOffsets: rel.map { dataStart + $0 }, tensorInfoStart: infoStart)
+                     offsetFields: offsetFields, dataOffsets: rel.map { dataStart + $0 }, tensorInfoStart: infoStart,
+                     valueStart: valueStart)
     }
 
     /// A small valid file with metadata of several types and tensors of several ggml types, the
