@@ -124,6 +124,9 @@ final class CheckpointMalformedTests: XCTestCase {
         var b = GGUFBuilder.sample().build().bytes
         b[3] = UInt8(ascii: "G")
         assertCheckpointError(try gguf(b), names: ["bad.gguf", "magic"], isMalformed("magic"))
+        var g = GGUFBuilder.sample()
+        g.version = UInt32(3).byteSwapped
+        assertCheckpointError(try gguf(g.build().bytes), names: ["bad.gguf", "big-endian"], isMalformed("big-endian"))
         for v: UInt32 in [1, 4, 0xFFFF_FFFF] {
             var g = GGUFBuilder.sample()
             g.version = v

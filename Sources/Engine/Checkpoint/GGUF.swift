@@ -202,20 +202,21 @@ public final class GGUFReader: TensorSource {
             throw CheckpointError.malformedHeader(path: path, detail: "magic is 0x\(String(magic, radix: 16)), not 'GGUF'")
         }
         let version = Int(try c.read(UInt32.self, "GGUF version"))
-        guard version == 2 || version == 3 else { throw CheckpointError.unsupportedVersion(path: path, version: version) }
+        guard version == 2 || version == 3 else {
+            let swapped = UInt32(truncatingIfNeeded: version).byteSwapped
+            if swapped == 2 || swapped == 3 {
+                throw CheckpointError.malformedHeader(path: path, detail: "this is a big-endian GGUF (version \(swapped) byte-swapped), which this reader does not support; convert it with gguf-py's gguf_convert_endian")
+            }
+            throw CheckpointError.unsupportedVersion(path: path, version: version)
+        }
         self.version = version
         let tensorCount = try c.read(UInt64.self, "tensor count")
         let kvCount = try c.read(UInt64.self, "metadata count")
         // A key/value takes at least 8 (key length) + 4 (type) + 1 bytes and a tensor info at
-        // least 8 (name length) + 4 (dims) + 8 (one dim) + 4 (type) + 8 (offset): a count that
-        // cannot fit in the file is corrupt and is refused before anything is sized by it.
-        guard kvCount <= UInt64(c.remaining / 13) else {
-            throw CheckpointError.malformedHeader(path: path, detail: "metadata count \(kvCount) cannot fit in the \(c.remaining) remaining bytes")
-        }
-        guard tensorCount <= UInt64(c.remaining / 32) else {
-            throw CheckpointError.malformedHeader(path: path, detail: "tensor count \(tensorCount) cannot fit in the \(c.remaining) remaining bytes")
-        }
-
+        // least 8 (name length) + 4 (dims) + 8 (one dim) + 4 (type) + 8 (offset). A count no real
+        // file has (over 2^32) is corruption; a smaller one that the remaining bytes cannot hold
+        // is a truncated file. Either is refused before anything is sized by it.
+        try Self.checkCount(kvCount, "metadata entries", minimumSize: 13, &c)
         var md: [String: GGUFValue] = [:]
         var keys: [String] = []
         for i in 0..<Int(kvCount) {
@@ -245,6 +246,7 @@ public final class GGUFReader: TensorSource {
         }
         alignment = align
 
+        try Self.checkCount(tensorCount, "tensor infos", minimumSize: 32, &c)
         var raw: [(name: String, ne: [Int], type: GGMLType, offset: Int)] = []
         var seen = Set<String>()
         for i in 0..<Int(tensorCount) {
@@ -348,6 +350,15 @@ public final class GGUFReader: TensorSource {
 
     // MARK: Parsing
 
+    private static func checkCount(_ n: UInt64, _ what: String, minimumSize: Int, _ c: inout ByteCursor) throws {
+        guard n <= UInt64(UInt32.max) else {
+            throw CheckpointError.malformedHeader(path: c.path, detail: "the count of \(what) is \(n), more than any real file holds")
+        }
+        guard n <= UInt64(c.remaining / minimumSize) else {
+            throw CheckpointError.truncated(path: c.path, what: "\(n) \(what)", offset: c.offset, needed: Int(n) * minimumSize, available: c.remaining)
+        }
+    }
+
     private static func readString(_ c: inout ByteCursor, _ what: @autoclosure () -> String) throws -> String {
         let n = try c.read(UInt64.self, "length of \(what())")
         guard n <= UInt64(c.remaining) else {
@@ -400,6 +411,9 @@ public final class GGUFReader: TensorSource {
                 throw CheckpointError.badMetadata(path: c.path, key: key, detail: "unknown array element type \(elementType)")
             }
             let n = try c.read(UInt64.self, "element count of '\(key)'")
+            guard n <= UInt64(UInt32.max) else {
+                throw CheckpointError.badMetadata(path: c.path, key: key, detail: "array of \(n) elements, more than any real file holds; the file is corrupt")
+            }
             // A count the remaining bytes cannot hold is corrupt: refused before reserving.
             guard n <= UInt64(c.remaining / minSize) else {
                 let needed = Int(clamping: n).multipliedReportingOverflow(by: minSize)
