@@ -40,7 +40,14 @@ public enum CheckpointError: Error, LocalizedError, Equatable {
             if !unexpected.isEmpty { parts.append("unexpected \(unexpected.count) tensor(s): \(unexpected.prefix(12).joined(separator: ", "))\(unexpected.count > 12 ? ", …" : "")") }
             return "\(path): checkpoint does not match the architecture: \(parts.joined(separator: "; "))"
         case let .shapeMismatch(path, tensor, expected, found):
-            return "\(path): tensor '\(tensor)' has shape \(found), expected \(expected) from the model config"
+            // Products that overflow Int print as "?": a message must never trap.
+            func count(_ s: [Int]) -> String {
+                var p = 1
+                for d in s { let (q, o) = p.multipliedReportingOverflow(by: d); if o { return "?" }; p = q }
+                return String(p)
+            }
+            let n = count(found), m = count(expected)
+            return "\(path): tensor '\(tensor)' has shape \(found) (\(n) elements), but \(expected) (\(m) elements) was expected by the model config or the destination buffer"
         case let .missingMetadata(path, key):
             return "\(path): required key '\(key)' is missing"
         case let .badMetadata(path, key, detail):

@@ -4,6 +4,9 @@ import Foundation
 public enum GGMLDequantizer {
     /// Converts `count` elements of `type` starting at `src` into `dst`. The caller (GGUFReader)
     /// has already checked that `count` is a whole number of blocks and that the bytes exist.
+    /// The arithmetic is ggml's dequantize_row_* operation for operation (no fused multiply-adds:
+    /// Swift does not contract `a * b + c`), which gguf-py's numpy port also follows, so the
+    /// results are bit-identical to both (CheckpointDequantTests).
     public static func dequantize(_ type: GGMLType, from src: UnsafeRawPointer, count: Int, into dst: UnsafeMutablePointer<Float>) {
         let blocks = count / type.blockSize
         let bpb = type.bytesPerBlock
@@ -82,7 +85,7 @@ public enum GGMLDequantizer {
             }
         case .q4_K, .q5_K, .q6_K:
             dequantizeK(type, from: src, blocks: blocks, into: dst)
-        case .q8_1, .q2_K, .q3_K, .q8_K:
+        default:
             // GGUFReader refuses these by name before calling here (GGMLType.isSupported).
             for i in 0..<count { dst[i] = .nan }
         }

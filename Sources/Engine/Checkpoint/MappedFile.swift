@@ -10,9 +10,12 @@ public final class MappedFile: @unchecked Sendable {
     public let path: String
     public let count: Int
     private let base: UnsafeMutableRawPointer?
+    /// True when `base` is heap memory (`init(path:bytes:)`) rather than a mapping.
+    private let ownsHeapCopy: Bool
 
     public init(path: String) throws {
         self.path = path
+        ownsHeapCopy = false
         let fd = open(path, O_RDONLY)
         guard fd >= 0 else {
             throw CheckpointError.cannotOpen(path: path, reason: String(cString: strerror(errno)))
@@ -37,8 +40,24 @@ public final class MappedFile: @unchecked Sendable {
         base = p
     }
 
+    /// An in-memory "file" holding a copy of `bytes`, named `path` in errors: parsers see it
+    /// exactly as a mapped file (tests and fuzzing build inputs without touching the disk).
+    public init<Bytes: Collection>(path: String, bytes: Bytes) where Bytes.Element == UInt8 {
+        self.path = path
+        ownsHeapCopy = true
+        count = bytes.count
+        if count == 0 {
+            base = nil
+            return
+        }
+        let p = UnsafeMutableRawPointer.allocate(byteCount: count, alignment: 64)
+        UnsafeMutableRawBufferPointer(start: p, count: count).copyBytes(from: bytes)
+        base = p
+    }
+
     deinit {
-        if let base { munmap(base, count) }
+        guard let base else { return }
+        if ownsHeapCopy { base.deallocate() } else { munmap(base, count) }
     }
 
     /// The bytes `[offset, offset+length)`, or nil when that range is not inside the file.

@@ -3,18 +3,30 @@ import Foundation
 
 /// One `.safetensors` file: an 8-byte little-endian header length, a JSON header mapping each
 /// tensor name to dtype, shape and data offsets, then the raw little-endian data.
+///
+/// The header is parsed by `HeaderJSON` (strict, duplicate keys refused, integers exact) and
+/// every tensor's byte range is checked against the data section at open.
 public final class SafetensorsFile: TensorSource {
     public let path: String
     public let tensors: [String: TensorEntry]
+    /// Tensor names in header order.
+    public let tensorOrder: [String]
     public let metadata: [String: String]
     private let file: MappedFile
     private let ranges: [String: (start: Int, dtype: String)]
 
+    /// Bytes per element of the dtypes the safetensors format defines with whole-byte elements
+    /// (safetensors' `Dtype`); sub-byte ones (F4, F6_*) are refused by name at open.
     static let elementSizes: [String: Int] = [
-        "F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1,
+        "BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "F8_E8M0": 1,
+        "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
+        "I32": 4, "U32": 4, "F32": 4,
+        "I64": 8, "U64": 8, "F64": 8, "C64": 8,
     ]
-    /// Dtypes converted to Float; others (integers) are reported by name when a weight needs them.
+    /// Dtypes converted to Float; others (integers, fp8) are reported by name when read.
     static let floatDTypes: Set<String> = ["F64", "F32", "F16", "BF16"]
+    /// A header larger than this is refused before it is parsed (the Rust reference caps at 100 MB).
+    static let maxHeaderLength = 100_000_000
 
     public convenience init(path: String) throws {
         try self.init(file: MappedFile(path: path))
@@ -28,56 +40,68 @@ public final class SafetensorsFile: TensorSource {
         guard headerLength <= UInt64(c.remaining) else {
             throw CheckpointError.malformedHeader(path: path, detail: "header length \(headerLength) is past the end of the \(file.count)-byte file")
         }
-        guard headerLength <= 100_000_000 else {
-            throw CheckpointError.malformedHeader(path: path, detail: "header length \(headerLength) exceeds 100 MB")
+        guard headerLength <= UInt64(Self.maxHeaderLength) else {
+            throw CheckpointError.malformedHeader(path: path, detail: "header length \(headerLength) exceeds \(Self.maxHeaderLength) bytes")
         }
         let header = try c.readBytes(Int(headerLength), "safetensors JSON header")
         let dataStart = 8 + Int(headerLength)
         let dataCount = file.count - dataStart
 
-        let json: Any
+        let root: HeaderJSON
         do {
-            json = try JSONSerialization.jsonObject(with: Data(header), options: [])
-        } catch {
-            throw CheckpointError.malformedHeader(path: path, detail: "JSON header does not parse (\(error.localizedDescription))")
+            root = try HeaderJSON.parse(header)
+        } catch let f as HeaderJSON.Failure {
+            throw Self.error(f, path: path, in: "the JSON header", base: 8, duplicate: "tensor")
         }
-        guard let root = json as? [String: Any] else {
-            throw CheckpointError.malformedHeader(path: path, detail: "JSON header is not an object")
+        guard let members = root.members else {
+            throw CheckpointError.malformedHeader(path: path, detail: "JSON header is \(root.typeName), not an object")
         }
         var entries: [String: TensorEntry] = [:]
         var ranges: [String: (Int, String)] = [:]
+        var order: [String] = []
         var meta: [String: String] = [:]
-        for (name, value) in root {
+        for (name, value) in members {
             if name == "__metadata__" {
-                if let m = value as? [String: Any] {
-                    for (k, v) in m { if let s = v as? String { meta[k] = s } }
+                guard let m = value.members else {
+                    throw CheckpointError.malformedHeader(path: path, detail: "'__metadata__' is \(value.typeName), not an object of strings")
+                }
+                for (k, v) in m {
+                    guard let s = v.string else {
+                        throw CheckpointError.malformedHeader(path: path, detail: "'__metadata__' key '\(k)' is \(v.typeName), not a string")
+                    }
+                    meta[k] = s
                 }
                 continue
             }
-            guard let t = value as? [String: Any] else {
-                throw CheckpointError.malformedHeader(path: path, detail: "entry '\(name)' is not an object")
+            guard let t = value.members else {
+                throw CheckpointError.malformedHeader(path: path, detail: "tensor '\(name)' is \(value.typeName), not an object")
             }
-            guard let dtype = t["dtype"] as? String else {
+            func field(_ k: String) -> HeaderJSON? { t.first(where: { $0.key == k })?.value }
+            guard let dtype = field("dtype")?.string else {
                 throw CheckpointError.malformedHeader(path: path, detail: "tensor '\(name)' has no string 'dtype'")
             }
             guard let size = Self.elementSizes[dtype] else {
                 throw CheckpointError.unsupportedDType(path: path, tensor: name, dtype: dtype)
             }
-            guard let shapeAny = t["shape"] as? [Any], let shape = Self.intArray(shapeAny), shape.allSatisfy({ $0 >= 0 && $0 < 1 << 40 }) else {
-                throw CheckpointError.malformedHeader(path: path, detail: "tensor '\(name)' has no valid 'shape'")
+            guard let dims = field("shape")?.elements else {
+                throw CheckpointError.malformedHeader(path: path, detail: "tensor '\(name)' has no 'shape' array")
             }
-            guard let offAny = t["data_offsets"] as? [Any], let offs = Self.intArray(offAny), offs.count == 2 else {
-                throw CheckpointError.malformedHeader(path: path, detail: "tensor '\(name)' has no valid 'data_offsets'")
-            }
+            var shape: [Int] = []
             var elements = 1
-            for d in shape {
-                let (p, o) = elements.multipliedReportingOverflow(by: d)
+            for d in dims {
+                guard let n = d.int, n >= 0, n < 1 << 40 else {
+                    throw CheckpointError.malformedHeader(path: path, detail: "tensor '\(name)' has a bad dimension in 'shape' (a non-negative integer below 2^40 is needed)")
+                }
+                let (p, o) = elements.multipliedReportingOverflow(by: n)
                 guard !o, p < 1 << 44 else {
                     throw CheckpointError.malformedHeader(path: path, detail: "tensor '\(name)' has too many elements")
                 }
                 elements = p
+                shape.append(n)
             }
-            let (begin, end) = (offs[0], offs[1])
+            guard let offs = field("data_offsets")?.elements, offs.count == 2, let begin = offs[0].int, let end = offs[1].int else {
+                throw CheckpointError.malformedHeader(path: path, detail: "tensor '\(name)' has no 'data_offsets' pair of integers")
+            }
             guard begin >= 0, end >= begin, end <= dataCount else {
                 throw CheckpointError.tensorOutOfBounds(path: path, tensor: name, detail: "data_offsets [\(begin), \(end)] but the data section has \(dataCount) bytes")
             }
@@ -86,8 +110,10 @@ public final class SafetensorsFile: TensorSource {
             }
             entries[name] = TensorEntry(name: name, shape: shape, storage: dtype)
             ranges[name] = (dataStart + begin, dtype)
+            order.append(name)
         }
         tensors = entries
+        tensorOrder = order
         self.ranges = ranges
         metadata = meta
     }
@@ -97,14 +123,14 @@ public final class SafetensorsFile: TensorSource {
         guard destination.count == e.elementCount else {
             throw CheckpointError.shapeMismatch(path: path, tensor: name, expected: [destination.count], found: e.shape)
         }
-        guard Self.floatDTypes.contains(r.dtype) else {
+        guard Self.floatDTypes.contains(r.dtype), let size = Self.elementSizes[r.dtype] else {
             throw CheckpointError.unsupportedDType(path: path, tensor: name, dtype: r.dtype)
         }
         let n = e.elementCount
         guard n > 0 else { return }
-        guard let bytes = file.bytes(at: r.start, count: n * Self.elementSizes[r.dtype]!), let src = bytes.baseAddress,
+        guard let bytes = file.bytes(at: r.start, count: n * size), let src = bytes.baseAddress,
               let dst = destination.baseAddress else {
-            throw CheckpointError.tensorOutOfBounds(path: path, tensor: name, detail: "offset \(r.start)")
+            throw CheckpointError.tensorOutOfBounds(path: path, tensor: name, detail: "bytes \(r.start)..<\(r.start + n * size) but the file has \(file.count)")
         }
         switch r.dtype {
         case "F32": memcpy(dst, src, n * 4)
@@ -137,16 +163,18 @@ public final class SafetensorsFile: TensorSource {
         }
     }
 
-    private static func intArray(_ a: [Any]) -> [Int]? {
-        var out: [Int] = []
-        for v in a {
-            // JSONSerialization yields NSNumber; reject fractions.
-            guard let n = v as? NSNumber else { return nil }
-            let d = n.doubleValue
-            guard d == d.rounded(), abs(d) < 9e15 else { return nil }
-            out.append(Int(d))
+    /// A `HeaderJSON` failure as the checkpoint error that names the file, the key and the byte.
+    static func error(_ f: HeaderJSON.Failure, path: String, in what: String, base: Int, duplicate noun: String) -> CheckpointError {
+        switch f {
+        case let .syntax(expected, offset):
+            return .malformedHeader(path: path, detail: "\(what) is not valid JSON: expected \(expected) at byte \(base + offset)")
+        case let .invalidUTF8(offset):
+            return .invalidName(path: path, detail: "the string at byte \(base + offset) of \(what) is not valid UTF-8 (names must be UTF-8)")
+        case let .duplicateKey(key):
+            return .malformedHeader(path: path, detail: "\(noun) '\(key)' appears twice in \(what)")
+        case let .tooDeep(offset):
+            return .malformedHeader(path: path, detail: "\(what) nests deeper than \(HeaderJSON.maxDepth) levels at byte \(base + offset)")
         }
-        return out
     }
 }
 
@@ -172,19 +200,32 @@ public final class HFDirectory: TensorSource {
         if FileManager.default.fileExists(atPath: single) {
             files = [try SafetensorsFile(path: single)]
         } else if let idx = FileManager.default.contents(atPath: indexPath) {
-            guard let obj = try? JSONSerialization.jsonObject(with: idx) as? [String: Any],
-                  let map = obj["weight_map"] as? [String: String] else {
+            let root: HeaderJSON
+            do {
+                root = try HeaderJSON.parse(idx)
+            } catch let f as HeaderJSON.Failure {
+                throw SafetensorsFile.error(f, path: indexPath, in: "the index", base: 0, duplicate: "key")
+            }
+            guard let wm = root.members?.first(where: { $0.key == "weight_map" })?.value.members else {
                 throw CheckpointError.malformedHeader(path: indexPath, detail: "no 'weight_map' object of tensor name → shard file")
             }
+            var map: [String: String] = [:]
+            for (name, v) in wm {
+                guard let shard = v.string else {
+                    throw CheckpointError.malformedHeader(path: indexPath, detail: "weight_map entry of tensor '\(name)' is \(v.typeName), not a shard file name")
+                }
+                map[name] = shard
+            }
             for shard in Set(map.values).sorted() {
-                guard !shard.contains("/") else {
+                guard !shard.contains("/"), !shard.isEmpty, shard != ".", shard != ".." else {
                     throw CheckpointError.malformedHeader(path: indexPath, detail: "shard name '\(shard)' must be a file in the same directory")
                 }
                 files.append(try SafetensorsFile(path: url.appendingPathComponent(shard).path))
             }
             // Every tensor the index names must be in the shard it names.
-            let byPath = Dictionary(uniqueKeysWithValues: files.map { (URL(fileURLWithPath: $0.path).lastPathComponent, $0) })
-            for (name, shard) in map where byPath[shard]?.tensors[name] == nil {
+            var byPath: [String: SafetensorsFile] = [:]
+            for f in files { byPath[URL(fileURLWithPath: f.path).lastPathComponent] = f }
+            for (name, shard) in map.sorted(by: { $0.key < $1.key }) where byPath[shard]?.tensors[name] == nil {
                 throw CheckpointError.missingTensor(path: url.appendingPathComponent(shard).path, tensor: name)
             }
         } else {
@@ -193,7 +234,8 @@ public final class HFDirectory: TensorSource {
         var owner: [String: SafetensorsFile] = [:]
         var entries: [String: TensorEntry] = [:]
         for f in files {
-            for (name, e) in f.tensors {
+            for name in f.tensorOrder {
+                guard let e = f.tensors[name] else { continue }
                 if owner[name] != nil {
                     throw CheckpointError.malformedHeader(path: f.path, detail: "tensor '\(name)' is in two shards")
                 }
