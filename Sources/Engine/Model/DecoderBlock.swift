@@ -303,3 +303,4 @@ public final class FloatBuffer {
         pointer.initialize(repeating: 0, count: n)
     }
 }
+
