@@ -63,9 +63,15 @@ public struct CausalAttention {
         }
     }
 
+    /// Rows per sgemm block: a block's rows share one scores matrix [n, max visible].
+    static let blockRows = 256
+
     /// out [R, H·E] from q [R, H·E] and the rows' own k, v [R, G·E].
-    /// Rows that share a prefix length run as one sgemm per head (attribution rows of one answer
-    /// token share it); single rows use sgemv. Scores and softmax in float32, as HF's eager path.
+    /// A block of rows runs as one sgemm per head against the longest prefix in the block, each
+    /// row masked beyond its own (a prompt pass wastes the upper triangle, ~E·T²/2 per head, and
+    /// saves 2·H·T BLAS calls: SmolLM2 128-token prefill 0.458 → 0.438 s on one thread);
+    /// a single row uses sgemv. Scores and softmax in float32 as HF's eager path (normalizer in
+    /// Double). Row r's probabilities are kept as [H, visible[r] + 1], its own key last.
     public func forward(q: UnsafePointer<Float>, ownK: UnsafePointer<Float>, ownV: UnsafePointer<Float>, rows: Int,
                         visible: [Int], keys: UnsafePointer<Float>, values: UnsafePointer<Float>,
                         into out: UnsafeMutablePointer<Float>, tape: UnsafeMutablePointer<Tape>? = nil) {
@@ -73,58 +79,67 @@ public struct CausalAttention {
         let group = H / G
         let (ldq, ldkv) = (H * E, G * E)
         tape?.pointee.prepare(visible: visible, heads: H)
-        var r0 = 0
         var scratch: [Float] = []
+        var r0 = 0
         while r0 < rows {
-            // A run of rows with the same prefix length.
-            var r1 = r0 + 1
-            while r1 < rows && visible[r1] == visible[r0] { r1 += 1 }
-            let n = r1 - r0, p = visible[r0]
-            let width = p + 1
+            let r1 = min(rows, r0 + Self.blockRows)
+            let n = r1 - r0
+            let pmax = visible[r0..<r1].max()!
+            let width = pmax + 1
             if scratch.count < n * width { scratch = [Float](repeating: 0, count: n * width) }
             scratch.withUnsafeMutableBufferPointer { sb in
-                let s = sb.baseAddress!          // scores/probabilities [n, p + 1]
+                let s = sb.baseAddress!          // [n, pmax + 1]; row i valid on 0...visible[r0+i]
                 for h in 0..<H {
                     let g = h / group
                     let qh = q + r0 * ldq + h * E
-                    // s[:, 0..<p] = scale · Q_h · K_gᵀ over the cached prefix.
-                    if p > 0 {
+                    // s[:, 0..<pmax] = scale · Q_h · K_gᵀ over the longest cached prefix.
+                    if pmax > 0 {
                         if n == 1 {
-                            cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(p), Int32(E), scale, keys + g * E, Int32(ldkv), qh, 1, 0, s, 1)
+                            cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(pmax), Int32(E), scale, keys + g * E, Int32(ldkv), qh, 1, 0, s, 1)
                         } else {
-                            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(n), Int32(p), Int32(E), scale,
+                            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(n), Int32(pmax), Int32(E), scale,
                                         qh, Int32(ldq), keys + g * E, Int32(ldkv), 0, s, Int32(width))
                         }
                     }
                     for i in 0..<n {
+                        let p = visible[r0 + i]
                         let qi = qh + i * ldq, ki = ownK + (r0 + i) * ldkv + g * E
                         var d: Float = 0
                         for e in 0..<E { d += qi[e] * ki[e] }
-                        s[i * width + p] = d * scale
-                        softmaxInPlace(s + i * width, count: width)
+                        let row = s + i * width
+                        row[p] = d * scale                       // own key right after the prefix
+                        softmaxInPlace(row, count: p + 1)
+                        for j in (p + 1)..<width { row[j] = 0 }  // beyond this row's prefix
                     }
-                    // O_h = P[:, 0..<p] · V_g + P[:, p] · v_own.
+                    if let tape {
+                        tape.pointee.probabilities.withUnsafeMutableBufferPointer { pb in
+                            for i in 0..<n {
+                                let p = visible[r0 + i]
+                                (pb.baseAddress! + tape.pointee.offsets[r0 + i] + h * (p + 1)).update(from: s + i * width, count: p + 1)
+                            }
+                        }
+                    }
+                    // O_h = P[:, 0..<pmax] · V_g (own column zeroed), then + P_own · v_own.
+                    var own = [Float](repeating: 0, count: n)
+                    for i in 0..<n {
+                        let p = visible[r0 + i]
+                        own[i] = s[i * width + p]
+                        s[i * width + p] = 0
+                    }
                     let oh = out + r0 * ldq + h * E
-                    if p > 0 {
+                    if pmax > 0 {
                         if n == 1 {
-                            cblas_sgemv(CblasRowMajor, CblasTrans, Int32(p), Int32(E), 1, values + g * E, Int32(ldkv), s, 1, 0, oh, 1)
+                            cblas_sgemv(CblasRowMajor, CblasTrans, Int32(pmax), Int32(E), 1, values + g * E, Int32(ldkv), s, 1, 0, oh, 1)
                         } else {
-                            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(n), Int32(E), Int32(p), 1,
+                            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(n), Int32(E), Int32(pmax), 1,
                                         s, Int32(width), values + g * E, Int32(ldkv), 0, oh, Int32(ldq))
                         }
                     } else {
                         for i in 0..<n { for e in 0..<E { oh[i * ldq + e] = 0 } }
                     }
                     for i in 0..<n {
-                        let w = s[i * width + p], vi = ownV + (r0 + i) * ldkv + g * E, oi = oh + i * ldq
+                        let w = own[i], vi = ownV + (r0 + i) * ldkv + g * E, oi = oh + i * ldq
                         for e in 0..<E { oi[e] += w * vi[e] }
-                    }
-                    if let tape {
-                        tape.pointee.probabilities.withUnsafeMutableBufferPointer { pb in
-                            for i in 0..<n {
-                                (pb.baseAddress! + tape.pointee.offsets[r0 + i] + h * width).update(from: s + i * width, count: width)
-                            }
-                        }
                     }
                 }
             }
@@ -143,51 +158,55 @@ public struct CausalAttention {
         let (ldq, ldkv) = (H * E, G * E)
         dk.update(repeating: 0, count: rows * ldkv)
         dv.update(repeating: 0, count: rows * ldkv)
-        var r0 = 0
-        var scratch: [Float] = []
         let visible = tape.visible
+        var scratch: [Float] = []
         tape.probabilities.withUnsafeBufferPointer { pb in
+            var r0 = 0
             while r0 < rows {
-                var r1 = r0 + 1
-                while r1 < rows && visible[r1] == visible[r0] { r1 += 1 }
-                let n = r1 - r0, p = visible[r0]
-                let width = p + 1
+                let r1 = min(rows, r0 + Self.blockRows)
+                let n = r1 - r0
+                let pmax = visible[r0..<r1].max()!
+                let width = pmax + 1
                 if scratch.count < n * width { scratch = [Float](repeating: 0, count: n * width) }
                 scratch.withUnsafeMutableBufferPointer { sb in
-                    let ds = sb.baseAddress!     // dP, then dScores [n, p + 1]
+                    let ds = sb.baseAddress!     // dP, then dScores [n, pmax + 1]
+                    var own = [Float](repeating: 0, count: n)
                     for h in 0..<H {
                         let g = h / group
                         let doh = dOut + r0 * ldq + h * E
-                        // dP[:, 0..<p] = dO_h · V_gᵀ;  dP[:, p] = dO_h · v_own.
-                        if p > 0 {
+                        // dP[:, 0..<pmax] = dO_h · V_gᵀ;  dP_own = dO_h · v_own.
+                        if pmax > 0 {
                             if n == 1 {
-                                cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(p), Int32(E), 1, values + g * E, Int32(ldkv), doh, 1, 0, ds, 1)
+                                cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(pmax), Int32(E), 1, values + g * E, Int32(ldkv), doh, 1, 0, ds, 1)
                             } else {
-                                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(n), Int32(p), Int32(E), 1,
+                                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(n), Int32(pmax), Int32(E), 1,
                                             doh, Int32(ldq), values + g * E, Int32(ldkv), 0, ds, Int32(width))
                             }
                         }
                         for i in 0..<n {
-                            let r = r0 + i
-                            let P = pb.baseAddress! + tape.offsets[r] + h * width
+                            let r = r0 + i, p = visible[r]
+                            let P = pb.baseAddress! + tape.offsets[r] + h * (p + 1)
                             let doi = doh + i * ldq, vi = ownV + r * ldkv + g * E, dvi = dv + r * ldkv + g * E
                             var d: Float = 0
                             for e in 0..<E { d += doi[e] * vi[e] }
                             let row = ds + i * width
                             row[p] = d
-                            // dv_own += P[p] · dO;  dScores = P ⊙ (dP − Σ P·dP).
+                            // dv_own += P_own · dO;  dScores = P ⊙ (dP − Σ P·dP), zero beyond p.
                             for e in 0..<E { dvi[e] += P[p] * doi[e] }
                             var dot: Float = 0
-                            for j in 0..<width { dot += P[j] * row[j] }
-                            for j in 0..<width { row[j] = P[j] * (row[j] - dot) }
+                            for j in 0...p { dot += P[j] * row[j] }
+                            for j in 0...p { row[j] = P[j] * (row[j] - dot) }
+                            own[i] = row[p]
+                            row[p] = 0
+                            for j in (p + 1)..<width { row[j] = 0 }
                         }
-                        // dQ_h = scale · (dS[:, 0..<p] · K_g + dS[:, p] · k_own).
+                        // dQ_h = scale · (dS[:, 0..<pmax] · K_g + dS_own · k_own); dk_own = scale · dS_own · q.
                         let dqh = dq + r0 * ldq + h * E
-                        if p > 0 {
+                        if pmax > 0 {
                             if n == 1 {
-                                cblas_sgemv(CblasRowMajor, CblasTrans, Int32(p), Int32(E), scale, keys + g * E, Int32(ldkv), ds, 1, 0, dqh, 1)
+                                cblas_sgemv(CblasRowMajor, CblasTrans, Int32(pmax), Int32(E), scale, keys + g * E, Int32(ldkv), ds, 1, 0, dqh, 1)
                             } else {
-                                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(n), Int32(E), Int32(p), scale,
+                                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(n), Int32(E), Int32(pmax), scale,
                                             ds, Int32(width), keys + g * E, Int32(ldkv), 0, dqh, Int32(ldq))
                             }
                         } else {
@@ -195,12 +214,12 @@ public struct CausalAttention {
                         }
                         for i in 0..<n {
                             let r = r0 + i
-                            let w = ds[i * width + p] * scale
+                            let w = own[i] * scale
                             let ki = ownK + r * ldkv + g * E, qi = q + r * ldq + h * E
                             let dqi = dqh + i * ldq, dki = dk + r * ldkv + g * E
                             for e in 0..<E {
                                 dqi[e] += w * ki[e]
-                                dki[e] += w * qi[e]     // dk_own = scale · dS[p] · q, summed over the group
+                                dki[e] += w * qi[e]
                             }
                         }
                     }
