@@ -28,7 +28,7 @@ let package = Package(
         .target(name: "Shard", dependencies: ["Engine", "CMPI", "CZstd"]),
         // One run seen from the root.
         .target(name: "Coordinator", dependencies: [
-            "Shard", "Engine",
+            "Shard", "Engine", "COpenBLAS",
             .product(name: "Logging", package: "swift-log"),
         ]),
         // The command line.

@@ -6,7 +6,7 @@ import Foundation
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Benchmarks that print measured numbers.",
-        subcommands: [BenchForward.self])
+        subcommands: [BenchForward.self, BenchAttribution.self])
 }
 
 struct BenchForward: ParsableCommand {
@@ -52,6 +52,62 @@ struct BenchForward: ParsableCommand {
             } else {
                 print(String(format: "cnl forward: %d prompt tokens in %.3f s, %d greedy tokens in %.3f s (%.1f tok/s), total %.3f s, %d BLAS threads",
                              r.promptTokens, r.prefillSeconds, r.newTokens, r.decodeSeconds, Double(r.newTokens) / r.decodeSeconds, r.totalSeconds, r.threads))
+            }
+        }
+    }
+}
+
+struct BenchAttribution: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "attribution",
+        abstract: "Time the Eq. 7 attribution of GSM8K samples; FLOP rate against sgemm peak; memory per row budget.")
+
+    @OptionGroup var options: ModelOptions
+
+    @Option(help: "GSM8K JSONL file (question/answer fields).")
+    var gsm8k = ".assets/data/gsm8k/test.jsonl"
+
+    @Option(help: "Samples attributed with the final answer (after ####).")
+    var finals = 2
+
+    @Option(help: "Samples attributed with the full worked answer (after the final-answer ones).")
+    var fulls = 2
+
+    @Option(help: "Integration steps S (S + 1 points).")
+    var steps = 19
+
+    @Option(help: "Rows per batch.")
+    var rowBudget = 600
+
+    @Option(help: "Comma-separated row budgets to measure memory on the first sample (empty: skip).")
+    var budgets = "150,300,600,1200"
+
+    @Flag(help: "Print JSON.")
+    var json = false
+
+    func validate() throws {
+        guard finals >= 0, fulls >= 0, finals + fulls >= 1 else { throw ValidationError("--finals + --fulls must be at least 1") }
+        guard steps >= 1 else { throw ValidationError("--steps must be at least 1") }
+        guard rowBudget >= 1 else { throw ValidationError("--row-budget must be at least 1") }
+        if budgets.split(separator: ",").contains(where: { (Int($0) ?? 0) < 1 }) { throw ValidationError("--budgets must be positive integers") }
+    }
+
+    func run() throws {
+        try runReportingErrors {
+            let loaded = try ModelRegistry.load(path: options.model)
+            let tokenizer = try loaded.requireTokenizer()
+            let opts = AttributionOptions(steps: steps, rowBudget: rowBudget)
+            let r = try AttributionBenchmark.run(
+                model: loaded.model, tokenizer: tokenizer, gsm8k: gsm8k, finals: finals, fulls: fulls,
+                threads: options.threads ?? 1, options: opts, budgets: budgets.split(separator: ",").compactMap { Int($0) },
+                log: { if !json { print($0) } })
+            if json {
+                print(try r.jsonString())
+            } else {
+                for (k, v) in r.sgemmPeakGFLOPs.sorted(by: { $0.key < $1.key }) { print(String(format: "sgemm %@: %.1f GFLOP/s", k, v)) }
+                let rate = r.samples.reduce(0) { $0 + $1.gflop } / r.samples.reduce(0) { $0 + $1.seconds }
+                let peak = r.sgemmPeakGFLOPs.values.max() ?? 1
+                print(String(format: "attribution: %.1f GFLOP/s over all samples = %.0f%% of the best sgemm rate above", rate, 100 * rate / peak))
             }
         }
     }
