@@ -93,14 +93,7 @@ public struct CausalAttention {
                     let g = h / group
                     let qh = q + r0 * ldq + h * E
                     // s[:, 0..<pmax] = scale · Q_h · K_gᵀ over the longest cached prefix.
-                    if pmax > 0 {
-                        if n == 1 {
-                            cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(pmax), Int32(E), scale, keys + g * E, Int32(ldkv), qh, 1, 0, s, 1)
-                        } else {
-                            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(n), Int32(pmax), Int32(E), scale,
-                                        qh, Int32(ldq), keys + g * E, Int32(ldkv), 0, s, Int32(width))
-                        }
-                    }
+                    rowsTimesPrefixT(n: n, p: pmax, e: E, alpha: scale, a: qh, lda: ldq, b: keys + g * E, ldb: ldkv, c: s, ldc: width)
                     for i in 0..<n {
                         let p = visible[r0 + i]
                         let qi = qh + i * ldq, ki = ownK + (r0 + i) * ldkv + g * E
@@ -127,16 +120,7 @@ public struct CausalAttention {
                         s[i * width + p] = 0
                     }
                     let oh = out + r0 * ldq + h * E
-                    if pmax > 0 {
-                        if n == 1 {
-                            cblas_sgemv(CblasRowMajor, CblasTrans, Int32(pmax), Int32(E), 1, values + g * E, Int32(ldkv), s, 1, 0, oh, 1)
-                        } else {
-                            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(n), Int32(E), Int32(pmax), 1,
-                                        s, Int32(width), values + g * E, Int32(ldkv), 0, oh, Int32(ldq))
-                        }
-                    } else {
-                        for i in 0..<n { for e in 0..<E { oh[i * ldq + e] = 0 } }
-                    }
+                    rowsTimesPrefix(n: n, p: pmax, e: E, alpha: 1, a: s, lda: width, b: values + g * E, ldb: ldkv, c: oh, ldc: ldq)
                     for i in 0..<n {
                         let w = own[i], vi = ownV + (r0 + i) * ldkv + g * E, oi = oh + i * ldq
                         for e in 0..<E { oi[e] += w * vi[e] }
@@ -175,14 +159,7 @@ public struct CausalAttention {
                         let g = h / group
                         let doh = dOut + r0 * ldq + h * E
                         // dP[:, 0..<pmax] = dO_h · V_gᵀ;  dP_own = dO_h · v_own.
-                        if pmax > 0 {
-                            if n == 1 {
-                                cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(pmax), Int32(E), 1, values + g * E, Int32(ldkv), doh, 1, 0, ds, 1)
-                            } else {
-                                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(n), Int32(pmax), Int32(E), 1,
-                                            doh, Int32(ldq), values + g * E, Int32(ldkv), 0, ds, Int32(width))
-                            }
-                        }
+                        rowsTimesPrefixT(n: n, p: pmax, e: E, alpha: 1, a: doh, lda: ldq, b: values + g * E, ldb: ldkv, c: ds, ldc: width)
                         for i in 0..<n {
                             let r = r0 + i, p = visible[r]
                             let P = pb.baseAddress! + tape.offsets[r] + h * (p + 1)
@@ -202,16 +179,7 @@ public struct CausalAttention {
                         }
                         // dQ_h = scale · (dS[:, 0..<pmax] · K_g + dS_own · k_own); dk_own = scale · dS_own · q.
                         let dqh = dq + r0 * ldq + h * E
-                        if pmax > 0 {
-                            if n == 1 {
-                                cblas_sgemv(CblasRowMajor, CblasTrans, Int32(pmax), Int32(E), scale, keys + g * E, Int32(ldkv), ds, 1, 0, dqh, 1)
-                            } else {
-                                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(n), Int32(E), Int32(pmax), scale,
-                                            ds, Int32(width), keys + g * E, Int32(ldkv), 0, dqh, Int32(ldq))
-                            }
-                        } else {
-                            for i in 0..<n { for e in 0..<E { dqh[i * ldq + e] = 0 } }
-                        }
+                        rowsTimesPrefix(n: n, p: pmax, e: E, alpha: scale, a: ds, lda: width, b: keys + g * E, ldb: ldkv, c: dqh, ldc: ldq)
                         for i in 0..<n {
                             let r = r0 + i
                             let w = own[i] * scale
@@ -227,6 +195,31 @@ public struct CausalAttention {
                 r0 = r1
             }
         }
+    }
+}
+
+/// C [n, p] = α · A [n, E] · Bᵀ where B is p rows of E (stride ldb): one row goes through sgemv.
+@inline(__always)
+func rowsTimesPrefixT(n: Int, p: Int, e: Int, alpha: Float, a: UnsafePointer<Float>, lda: Int,
+                      b: UnsafePointer<Float>, ldb: Int, c: UnsafeMutablePointer<Float>, ldc: Int) {
+    guard p > 0 else { return }
+    if n == 1 {
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(p), Int32(e), alpha, b, Int32(ldb), a, 1, 0, c, 1)
+    } else {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(n), Int32(p), Int32(e), alpha, a, Int32(lda), b, Int32(ldb), 0, c, Int32(ldc))
+    }
+}
+
+/// C [n, E] = α · A [n, p] · B where B is p rows of E (stride ldb); zero when p = 0.
+@inline(__always)
+func rowsTimesPrefix(n: Int, p: Int, e: Int, alpha: Float, a: UnsafePointer<Float>, lda: Int,
+                     b: UnsafePointer<Float>, ldb: Int, c: UnsafeMutablePointer<Float>, ldc: Int) {
+    if p == 0 {
+        for i in 0..<n { for j in 0..<e { c[i * ldc + j] = 0 } }
+    } else if n == 1 {
+        cblas_sgemv(CblasRowMajor, CblasTrans, Int32(p), Int32(e), alpha, b, Int32(ldb), a, 1, 0, c, 1)
+    } else {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(n), Int32(e), Int32(p), alpha, a, Int32(lda), b, Int32(ldb), 0, c, Int32(ldc))
     }
 }
 
