@@ -39,6 +39,7 @@ let package = Package(
         ]),
 
         .testTarget(name: "EngineTests", dependencies: ["Engine"]),
+        .testTarget(name: "ShardTests", dependencies: ["Shard"]),
         .testTarget(name: "CoordinatorTests", dependencies: ["Coordinator"]),
         .testTarget(name: "CLITests", dependencies: ["Coordinator"]),
     ],
