@@ -112,17 +112,15 @@ def weights(kind):
     return w
 
 
-def attribute(model, prompt, answer, cached):
-    """scores [L, J] (paper weights), trapezoid scores, P(1) and P(0) per (m, l), and the raw
-    gradients [Y, L, S+1, J]."""
+def attribute(model, prompt, answer, cached, layers_per_batch=6):
+    """scores [L, J] per normalization, P(1) and P(0) per (m, l), the raw gradients
+    [Y, L, S+1, J] and the clean omega [Y, L, J]. Rows (l, n) run in batches of
+    `layers_per_batch` layers: all 600 rows of SmolLM2 at once, in float64 with a replicated
+    KV cache and autograd state, need ~23 GB (seen: the OOM killer); 6 layers need ~5 GB."""
     L = model.config.num_hidden_layers
     X, Y = len(prompt), len(answer)
     z = torch.tensor([prompt + answer[:-1]])
-    rows = [(l, n) for l in range(L) for n in range(S + 1)]
-    B = len(rows)
-    alphas = torch.tensor([n / S for (_, n) in rows], dtype=torch.float64)
-    rows_of_layer = {l: torch.tensor([i for i, (ll, _) in enumerate(rows) if ll == l]) for l in range(L)}
-    grads = None
+    grads = clean = None
     p1 = np.zeros((Y, L))
     p0 = np.zeros((Y, L))
     for m in range(Y):
@@ -130,33 +128,41 @@ def attribute(model, prompt, answer, cached):
         if cached:
             with torch.no_grad():
                 prefix = model(z[:, :p], use_cache=True).past_key_values if p > 0 else None
-            cache = copy.deepcopy(prefix)
-            cache.batch_repeat_interleave(B)
-            ids = z[:, p:p + 1].repeat(B, 1)
-            position = 0
-        else:
-            cache = None
-            ids = z[:, :p + 1].repeat(B, 1)
-            position = p
-        patch = Patch(model, rows_of_layer, alphas, position)
-        try:
-            out = model(ids, past_key_values=cache, use_cache=cached)
-            probs = torch.softmax(out.logits[:, position if not cached else 0, :], dim=-1)[:, answer[m]]
-            probs.sum().backward()
-        finally:
-            patch.remove()
-        if grads is None:
-            J = patch.leaves[0][0].shape[-1]
-            grads = np.zeros((Y, L, S + 1, J))
-            clean = np.zeros((Y, L, J))
-        for l in range(L):
-            leaf, cl = patch.leaves[l]
-            grads[m, l] = leaf.grad.detach().numpy()
-            clean[m, l] = cl[0].numpy()
-            idx = rows_of_layer[l]
-            p1[m, l] = probs[idx[S]].item()
-            p0[m, l] = probs[idx[0]].item()
-        model.zero_grad(set_to_none=True)
+        for first in range(0, L, layers_per_batch):
+            group = range(first, min(L, first + layers_per_batch))
+            rows = [(l, n) for l in group for n in range(S + 1)]
+            B = len(rows)
+            alphas = torch.tensor([n / S for (_, n) in rows], dtype=torch.float64)
+            rows_of_layer = {l: torch.tensor([i for i, (ll, _) in enumerate(rows) if ll == l]) for l in group}
+            if cached:
+                cache = copy.deepcopy(prefix)
+                cache.batch_repeat_interleave(B)
+                ids = z[:, p:p + 1].repeat(B, 1)
+                position = 0
+            else:
+                cache = None
+                ids = z[:, :p + 1].repeat(B, 1)
+                position = p
+            patch = Patch(model, rows_of_layer, alphas, position)
+            try:
+                out = model(ids, past_key_values=cache, use_cache=cached)
+                probs = torch.softmax(out.logits[:, position, :], dim=-1)[:, answer[m]]
+                probs.sum().backward()
+            finally:
+                patch.remove()
+            if grads is None:
+                J = patch.leaves[first][0].shape[-1]
+                grads = np.zeros((Y, L, S + 1, J))
+                clean = np.zeros((Y, L, J))
+            for l in group:
+                leaf, cl = patch.leaves[l]
+                grads[m, l] = leaf.grad.detach().numpy()
+                clean[m, l] = cl[0].numpy()
+                idx = rows_of_layer[l]
+                p1[m, l] = probs[idx[S]].item()
+                p0[m, l] = probs[idx[0]].item()
+            model.zero_grad(set_to_none=True)
+            del out, probs, cache, patch
     scores = {}
     for kind in ("paper", "points", "trapezoid"):
         w = weights(kind)
