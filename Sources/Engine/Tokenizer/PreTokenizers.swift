@@ -255,8 +255,9 @@ struct MetaspacePreTokenizer: PreTokenizer {
     }
 
     func preTokenize(_ pieces: [PreToken]) -> [PreToken] {
+        // Both initializers require one character; an empty one would have nothing to do.
+        guard let r = replacement.unicodeScalars.first else { return pieces }
         var out: [PreToken] = []
-        let r = replacement.unicodeScalars.first!
         for piece in pieces {
             var text = replaceLiteral(piece.text, " ", replacement)
             switch prepend {
