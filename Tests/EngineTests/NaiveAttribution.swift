@@ -13,7 +13,6 @@ enum NaiveAttribution {
         let d = model.dimensions
         let J = d.ffnWidth
         let z = Array((prompt + answer).prefix(prompt.count + m))
-        let p = z.count - 1
         var sum = [Double](repeating: 0, count: J)
         var clean = [Float](repeating: 0, count: J)
         var pClean = 0.0

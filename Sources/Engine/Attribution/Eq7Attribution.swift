@@ -36,7 +36,7 @@ public final class SampleAttributor {
 
     public func attribute(prompt: [Int], answer fullAnswer: [Int]) throws -> SampleAttribution {
         let d = model.dimensions
-        let (L, J, D, V, S) = (d.layers, d.ffnWidth, d.width, d.vocabulary, options.steps)
+        let (L, J, D, S) = (d.layers, d.ffnWidth, d.width, options.steps)
         guard !prompt.isEmpty else { throw AttributionError.emptyPrompt }
         guard !fullAnswer.isEmpty else { throw AttributionError.emptyAnswer }
         let answer = options.maxAnswerTokens.map { Array(fullAnswer.prefix($0)) } ?? fullAnswer

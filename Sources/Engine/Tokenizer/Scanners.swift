@@ -94,10 +94,13 @@ protocol RegexScanner: Sendable {
     func matches(in text: ScannedText) -> [Range<Int>]
 }
 
-/// GPT-2: `'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+`
-struct GPT2Scanner: RegexScanner {
-    static let pattern = #"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"#
+/// A hand-written scanner of an alternation regex: the end of the match starting at `i`
+/// (every position starts a match in these patterns, so the matches tile the text).
+protocol AlternationScanner: RegexScanner {
+    func matchEnd(_ t: ScannedText, _ i: Int, _ n: Int) -> Int
+}
 
+extension AlternationScanner {
     func matches(in t: ScannedText) -> [Range<Int>] {
         var out: [Range<Int>] = []
         out.reserveCapacity(t.count / 3 + 1)
@@ -110,9 +113,14 @@ struct GPT2Scanner: RegexScanner {
         }
         return out
     }
+}
+
+/// GPT-2: `'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+`
+struct GPT2Scanner: AlternationScanner {
+    static let pattern = #"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"#
 
     @inline(__always)
-    private func matchEnd(_ t: ScannedText, _ i: Int, _ n: Int) -> Int {
+    func matchEnd(_ t: ScannedText, _ i: Int, _ n: Int) -> Int {
         let s = t.scalars, c = t.classes
         // 's 't 're 've 'm 'll 'd (case-sensitive)
         if s[i] == "'", i + 1 < n {
@@ -142,25 +150,12 @@ struct GPT2Scanner: RegexScanner {
 
 /// Llama-3: `(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+`
 /// and Qwen2's, the same with `\p{N}` (one digit) for `\p{N}{1,3}`.
-struct Llama3Scanner: RegexScanner {
+struct Llama3Scanner: AlternationScanner {
     static let pattern = #"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"#
     static let qwen2Pattern = #"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"#
 
     /// 3 for Llama-3, 1 for Qwen2.
     var maxDigits = 3
-
-    func matches(in t: ScannedText) -> [Range<Int>] {
-        var out: [Range<Int>] = []
-        out.reserveCapacity(t.count / 3 + 1)
-        var i = 0
-        let n = t.count
-        while i < n {
-            let end = matchEnd(t, i, n)
-            out.append(i..<end)
-            i = end
-        }
-        return out
-    }
 
     /// Oniguruma's case folding for the letters of the contractions: ASCII, plus U+017F LATIN
     /// SMALL LETTER LONG S, which folds to "s".
@@ -172,7 +167,7 @@ struct Llama3Scanner: RegexScanner {
     }
 
     @inline(__always)
-    private func matchEnd(_ t: ScannedText, _ i: Int, _ n: Int) -> Int {
+    func matchEnd(_ t: ScannedText, _ i: Int, _ n: Int) -> Int {
         let s = t.scalars, c = t.classes
         if s[i] == "'", i + 1 < n {
             switch fold(s[i + 1]) {
