@@ -1,0 +1,39 @@
+// Writing output files so that a crash never leaves a half-written file that looks complete.
+import Foundation
+
+public enum AtomicFile {
+    /// Writes `data` to a temporary name in the same directory, syncs it, then renames it over
+    /// `path` (rename is atomic within one file system).
+    public static func write(_ data: Data, to path: String) throws {
+        let url = URL(fileURLWithPath: path)
+        let tmp = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())")
+        guard FileManager.default.createFile(atPath: tmp.path, contents: nil) else {
+            throw OutputError.cannotWrite(path: path, reason: "cannot create \(tmp.path)")
+        }
+        do {
+            let h = try FileHandle(forWritingTo: tmp)
+            try h.write(contentsOf: data)
+            try h.synchronize()
+            try h.close()
+            if rename(tmp.path, url.path) != 0 {
+                throw OutputError.cannotWrite(path: path, reason: String(cString: strerror(errno)))
+            }
+        } catch {
+            try? FileManager.default.removeItem(at: tmp)
+            if let e = error as? OutputError { throw e }
+            throw OutputError.cannotWrite(path: path, reason: error.localizedDescription)
+        }
+    }
+}
+
+public enum OutputError: Error, LocalizedError, Equatable {
+    case cannotWrite(path: String, reason: String)
+    case badTensor(name: String, detail: String)
+
+    public var errorDescription: String? {
+        switch self {
+        case let .cannotWrite(path, reason): return "\(path): cannot write (\(reason)); check the output directory and free space"
+        case let .badTensor(name, detail): return "tensor '\(name)': \(detail)"
+        }
+    }
+}
