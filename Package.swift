@@ -12,6 +12,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
     ],
     targets: [
         // System libraries: module map + shim header, nothing else.
@@ -30,6 +31,7 @@ let package = Package(
         .target(name: "Coordinator", dependencies: [
             "Shard", "Engine", "COpenBLAS",
             .product(name: "Logging", package: "swift-log"),
+            .product(name: "Yams", package: "Yams"),
         ]),
         // The command line.
         .executableTarget(name: "cnl", dependencies: [
