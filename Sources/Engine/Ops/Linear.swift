@@ -18,15 +18,7 @@ public struct Linear {
     /// y [R, N] = x [R, K] · Wᵀ + b. `ldy` lets callers write into a column slice of a wider
     /// row (e.g. the q, k and v parts of one buffer).
     public func forward(_ x: UnsafePointer<Float>, rows: Int, into y: UnsafeMutablePointer<Float>, ldy: Int? = nil) {
-        let ld = ldy ?? outFeatures
-        guard rows > 0 else { return }
-        product(x, rows: rows, into: y, ldy: ld, beta: 0)
-        if let bias {
-            for r in 0..<rows {
-                let row = y + r * ld
-                for n in 0..<outFeatures { row[n] += bias[n] }
-            }
-        }
+        affine(x, rows: rows, into: y, ldy: ldy ?? outFeatures, beta: 0)
     }
 
     /// y = x·Wᵀ + β·y. One row goes through sgemv: OpenBLAS 0.3.21 (Debian 12) does not route
@@ -42,6 +34,19 @@ public struct Linear {
         }
     }
 
+    /// y = x·Wᵀ + b + β·y (β 0: overwrite, 1: accumulate).
+    @inline(__always)
+    func affine(_ x: UnsafePointer<Float>, rows: Int, into y: UnsafeMutablePointer<Float>, ldy: Int, beta: Float) {
+        guard rows > 0 else { return }
+        product(x, rows: rows, into: y, ldy: ldy, beta: beta)
+        if let bias {
+            for r in 0..<rows {
+                let row = y + r * ldy
+                for n in 0..<outFeatures { row[n] += bias[n] }
+            }
+        }
+    }
+
     /// dx [R, K] (+)= dy [R, N] · W. Backward of `forward` with respect to its input.
     public func backwardInput(_ dy: UnsafePointer<Float>, rows: Int, into dx: UnsafeMutablePointer<Float>, accumulate: Bool = false, lddy: Int? = nil) {
         guard rows > 0 else { return }
@@ -54,13 +59,6 @@ extension Linear {
     /// y [R, N] += x [R, K] · Wᵀ + b: a residual branch added straight into the stream
     /// (one sgemm with β = 1 instead of a temporary and an add).
     public func forwardAccumulate(_ x: UnsafePointer<Float>, rows: Int, into y: UnsafeMutablePointer<Float>) {
-        guard rows > 0 else { return }
-        product(x, rows: rows, into: y, ldy: outFeatures, beta: 1)
-        if let bias {
-            for r in 0..<rows {
-                let row = y + r * outFeatures
-                for n in 0..<outFeatures { row[n] += bias[n] }
-            }
-        }
+        affine(x, rows: rows, into: y, ldy: outFeatures, beta: 1)
     }
 }
