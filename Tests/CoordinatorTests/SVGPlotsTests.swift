@@ -30,7 +30,12 @@ final class SVGPlotsTests: XCTestCase {
         let c = parse(SVGPlots.convergence(pts, title: "GSM8K <final> & co"))
         XCTAssertEqual(c["circle.overlap"], 3)        // the empty-mask point is a gap, not a 0
         XCTAssertEqual(c["circle.IoU"], 3)
-        XCTAssertEqual(c["polyline.overlap"], 1)
+        XCTAssertEqual(c["polyline.overlap"], 1)      // 25 stands alone; 100–200 is one line
+        let gap = parse(SVGPlots.convergence([.init(n: 25, overlap: 0.5, iou: 0.3), .init(n: 50, overlap: 0.6, iou: 0.4),
+                                              .init(n: 100, overlap: nil, iou: nil), .init(n: 200, overlap: 0.9, iou: 0.8),
+                                              .init(n: 400, overlap: 0.95, iou: 0.9)], title: "gap"))
+        XCTAssertEqual(gap["polyline.overlap"], 2)    // broken at the empty mask
+        XCTAssertEqual(gap["circle.IoU"], 4)
     }
 
     func testHeatmapCellsAndLocatedBins() {

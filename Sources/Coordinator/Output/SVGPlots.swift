@@ -34,21 +34,26 @@ public enum SVGPlots {
         s += "<line x1=\"\(left)\" y1=\"\(top)\" x2=\"\(left)\" y2=\"\(h - bottom)\" stroke=\"#333\"/>\n"
         s += "<text x=\"\(w / 2)\" y=\"\(h - 14)\" text-anchor=\"middle\" font-size=\"12\">samples per half (n)\(logX ? ", log scale" : "")</text>\n"
         for (name, color, value) in [("overlap", "#1f77b4", \ConvergencePoint.overlap), ("IoU", "#d62728", \ConvergencePoint.iou)] {
-            // Segments only between defined points: an empty mask leaves a gap, not a zero.
-            let defined = points.compactMap { p in p[keyPath: value].map { (x(Double(p.n)), y($0)) } }
-            if defined.count > 1 {
-                s += "<polyline class=\"\(name)\" fill=\"none\" stroke=\"\(color)\" stroke-width=\"2\" points=\"\(defined.map { "\($0.0),\($0.1)" }.joined(separator: " "))\"/>\n"
+            // Lines only through runs of defined points: an empty mask leaves a gap, not a zero.
+            var runs: [[(Double, Double)]] = [[]]
+            for p in points {
+                if let v = p[keyPath: value] { runs[runs.count - 1].append((x(Double(p.n)), y(v))) } else if !runs[runs.count - 1].isEmpty { runs.append([]) }
             }
-            for (px, py) in defined { s += "<circle class=\"\(name)\" cx=\"\(px)\" cy=\"\(py)\" r=\"3.5\" fill=\"\(color)\"/>\n" }
+            for run in runs where run.count > 1 {
+                s += "<polyline class=\"\(name)\" fill=\"none\" stroke=\"\(color)\" stroke-width=\"2\" points=\"\(run.map { "\($0.0),\($0.1)" }.joined(separator: " "))\"/>\n"
+            }
+            for (px, py) in runs.joined() { s += "<circle class=\"\(name)\" cx=\"\(px)\" cy=\"\(py)\" r=\"3.5\" fill=\"\(color)\"/>\n" }
         }
-        s += "<rect x=\"\(w - right - 120)\" y=\"\(top + 6)\" width=\"112\" height=\"40\" fill=\"white\" stroke=\"#ccc\"/>"
-        s += "<line x1=\"\(w - right - 112)\" y1=\"\(top + 18)\" x2=\"\(w - right - 92)\" y2=\"\(top + 18)\" stroke=\"#1f77b4\" stroke-width=\"2\"/><text x=\"\(w - right - 86)\" y=\"\(top + 22)\" font-size=\"11\">overlap</text>"
-        s += "<line x1=\"\(w - right - 112)\" y1=\"\(top + 36)\" x2=\"\(w - right - 92)\" y2=\"\(top + 36)\" stroke=\"#d62728\" stroke-width=\"2\"/><text x=\"\(w - right - 86)\" y=\"\(top + 40)\" font-size=\"11\">IoU</text>\n"
+        // Legend top-left: curves start low at small n and rise toward 1.
+        let lx = left + 10
+        s += "<rect x=\"\(lx)\" y=\"\(top + 6)\" width=\"92\" height=\"40\" fill=\"white\" stroke=\"#ccc\"/>"
+        s += "<line x1=\"\(lx + 8)\" y1=\"\(top + 18)\" x2=\"\(lx + 28)\" y2=\"\(top + 18)\" stroke=\"#1f77b4\" stroke-width=\"2\"/><text x=\"\(lx + 34)\" y=\"\(top + 22)\" font-size=\"11\">overlap</text>"
+        s += "<line x1=\"\(lx + 8)\" y1=\"\(top + 36)\" x2=\"\(lx + 28)\" y2=\"\(top + 36)\" stroke=\"#d62728\" stroke-width=\"2\"/><text x=\"\(lx + 34)\" y=\"\(top + 40)\" font-size=\"11\">IoU</text>\n"
         return s + "</svg>\n"
     }
 
     /// Layers (rows) × neuron index (columns of `bin` neighbouring neurons): each cell's shade is
-    /// the largest |score| in it (relative to the largest overall); cells holding a located
+    /// √(largest |score| in it / largest overall); cells holding a located
     /// neuron are outlined. As the paper's Fig. 4.
     public static func heatmap(scores: [Double], layers: Int, ffnWidth: Int, located: Set<Int>, bin: Int = 100, title: String) -> String {
         let columns = (ffnWidth + bin - 1) / bin
@@ -71,7 +76,8 @@ public enum SVGPlots {
                 s += "<text x=\"\(left - 6)\" y=\"\(yy + ch * 0.75)\" text-anchor=\"end\" font-size=\"10\">\(l)</text>\n"
             }
             for c in 0..<columns {
-                let v = top > 0 ? cell[l * columns + c] / top : 0
+                // Square-root shading: a linear scale leaves all but the strongest bins white.
+                let v = top > 0 ? (cell[l * columns + c] / top).squareRoot() : 0
                 // White → dark blue.
                 let shade = { (a: Double, b: Double) in Int(a + (b - a) * v) }
                 let color = String(format: "#%02x%02x%02x", shade(255, 8), shade(255, 48), shade(255, 107))
@@ -80,7 +86,11 @@ public enum SVGPlots {
             }
             s += "\n"
         }
-        s += "<text x=\"\(left + cw * Double(columns) / 2)\" y=\"\(h - 14)\" text-anchor=\"middle\" font-size=\"12\">neuron index (bins of \(bin))</text>\n"
+        let every = max(1, columns / 8)
+        for c in stride(from: 0, to: columns, by: every) {
+            s += "<text x=\"\(left + cw * Double(c))\" y=\"\(topPad + ch * Double(layers) + 14)\" font-size=\"10\">\(c * bin)</text>"
+        }
+        s += "\n<text x=\"\(left + cw * Double(columns) / 2)\" y=\"\(h - 10)\" text-anchor=\"middle\" font-size=\"12\">neuron index (bins of \(bin))</text>\n"
         s += "<text x=\"16\" y=\"\(topPad + ch * Double(layers) / 2)\" font-size=\"12\" transform=\"rotate(-90 16 \(topPad + ch * Double(layers) / 2))\" text-anchor=\"middle\">layer</text>\n"
         s += "<text x=\"\(left + cw * Double(columns) + 8)\" y=\"\(topPad + 12)\" font-size=\"11\">max |score|</text>"
         s += "<text x=\"\(left + cw * Double(columns) + 8)\" y=\"\(topPad + 28)\" font-size=\"11\">\(String(format: "%.3g", top))</text>"
