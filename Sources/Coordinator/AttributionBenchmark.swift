@@ -40,24 +40,20 @@ public struct AttributionBenchmarkResult: Codable, Sendable {
 }
 
 public enum AttributionBenchmark {
-    /// GSM8K row → (prompt, answer) text: the question with an "Answer:" cue, and either the
-    /// final answer (after ####) or the whole worked answer, each after a space.
-    public static func gsm8kSample(_ row: [String: Any], full: Bool) -> (String, String)? {
-        guard let q = row["question"] as? String, let a = row["answer"] as? String else { return nil }
-        let final = a.components(separatedBy: "####").last?.trimmingCharacters(in: .whitespacesAndNewlines) ?? a
-        return (q + "\nAnswer:", " " + (full ? a : final))
-    }
-
     public static func run(model: TransformerModel, tokenizer: Tokenizer, gsm8k: String, finals: Int, fulls: Int,
                            threads: Int, options: AttributionOptions, budgets: [Int], log: (String) -> Void) throws -> AttributionBenchmarkResult {
         BLASThreads.set(threads)
-        let rows = try JSONLines.objects(path: gsm8k)
+        // The question with an "Answer:" cue; the first `finals` rows answered with the final
+        // answer (after ####), the next `fulls` with the whole worked answer.
+        let n = finals + fulls
+        let finalTexts = try DatasetLoader.texts(DatasetSpec(path: gsm8k, prompt: "{question}\nAnswer:", answer: " {answer_final}", limit: n))
+        let fullTexts = try DatasetLoader.texts(DatasetSpec(path: gsm8k, prompt: "{question}\nAnswer:", answer: " {answer}", limit: n))
         var timings: [AttributionSampleTiming] = []
         let attributor = try SampleAttributor(model: model, options: options)
-        let plan = (0..<finals).map { ($0, false) } + (0..<fulls).map { (finals + $0, true) }
-        for (i, full) in plan {
-            guard i < rows.count, let (p, a) = gsm8kSample(rows[i].object, full: full) else { continue }
-            let prompt = tokenizer.encode(p), answer = tokenizer.encode(a, addSpecialTokens: false)
+        for i in 0..<min(n, finalTexts.count) {
+            let full = i >= finals
+            let text = full ? fullTexts[i] : finalTexts[i]
+            let prompt = tokenizer.encode(text.prompt), answer = tokenizer.encode(text.answer, addSpecialTokens: false)
             let start = Date()
             let r = try attributor.attribute(prompt: prompt, answer: answer)
             let s = Date().timeIntervalSince(start)

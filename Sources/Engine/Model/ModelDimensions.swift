@@ -22,7 +22,7 @@ public enum ModelError: Error, LocalizedError, Equatable {
     case unsupported(path: String, key: String, value: String, supported: String)
     case tokenOutOfRange(token: Int, vocabulary: Int)
     case contextOverflow(needed: Int, limit: Int)
-    case notAModel(path: String)
+    case noTokenizer(path: String)
 
     public var errorDescription: String? {
         switch self {
@@ -34,8 +34,8 @@ public enum ModelError: Error, LocalizedError, Equatable {
             return "token id \(token) is outside the vocabulary 0..<\(vocabulary)"
         case let .contextOverflow(needed, limit):
             return "sequence of \(needed) tokens exceeds the model's context of \(limit) positions; shorten the prompt or lower --max-tokens"
-        case let .notAModel(path):
-            return "\(path): not a model: expected a .gguf file or an HF directory with config.json and *.safetensors"
+        case let .noTokenizer(path):
+            return "\(path): no tokenizer found (GGUF tokenizer.ggml.* metadata, or tokenizer.json beside config.json); add one to use text input"
         }
     }
 }

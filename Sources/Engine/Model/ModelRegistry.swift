@@ -14,7 +14,7 @@ public struct LoadedModel {
 
     public func requireTokenizer() throws -> Tokenizer {
         guard let tokenizer else {
-            throw ModelError.notAModel(path: path + " has no tokenizer (GGUF tokenizer.ggml.* metadata or tokenizer.json); it")
+            throw ModelError.noTokenizer(path: path)
         }
         return tokenizer
     }
