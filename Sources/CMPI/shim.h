@@ -18,3 +18,4 @@ static inline MPI_Errhandler cnl_mpi_errors_return(void) { return MPI_ERRORS_RET
 static inline int cnl_mpi_success(void) { return MPI_SUCCESS; }
 static inline int cnl_mpi_max_error_string(void) { return MPI_MAX_ERROR_STRING; }
 static inline MPI_Status *cnl_mpi_status_ignore(void) { return MPI_STATUS_IGNORE; }
+static inline int cnl_mpi_any_source(void) { return MPI_ANY_SOURCE; }

@@ -127,6 +127,7 @@ public indirect enum RunConfigError: Error, LocalizedError, Equatable {
     case missingKey(path: String, key: String)
     case invalid(key: String, detail: String)
     case inFile(path: String, error: RunConfigError)
+    case afterOverrides(error: RunConfigError)
 
     public var errorDescription: String? {
         switch self {
@@ -136,6 +137,46 @@ public indirect enum RunConfigError: Error, LocalizedError, Equatable {
         case let .missingKey(path, key): return "\(path): required key '\(key)' is missing"
         case let .invalid(key, detail): return "config '\(key)': \(detail)"
         case let .inFile(path, error): return "\(path): \(error.localizedDescription)"
+        case let .afterOverrides(error): return "with the command-line options: \(error.localizedDescription)"
         }
+    }
+}
+
+/// Command-line values that replace the config file's (nil: keep the file's).
+public struct RunConfigOverrides: Sendable, Equatable {
+    public var model: String?
+    public var dataPath: String?
+    public var limit: Int?
+    public var seed: UInt64?
+    public var sigmas: [Double]?
+    public var spread: Spread?
+    public var steps: Int?
+    public var normalization: AttributionOptions.Normalization?
+    public var maxAnswerTokens: Int?
+    public var rowBudget: Int?
+    public var output: String?
+    public var convergenceGrid: [Int]?
+
+    public init() {}
+
+    /// The config with these values applied, checked again as a whole.
+    public func applied(to config: RunConfig) throws -> RunConfig {
+        var c = config
+        if let model { c.model = model }
+        if let dataPath { c.dataset.path = dataPath }
+        if let limit { c.dataset.limit = limit }
+        if let seed { c.seed = seed }
+        if let sigmas { c.sigmas = sigmas }
+        if let spread { c.spread = spread }
+        if let steps { c.steps = steps }
+        if let normalization { c.normalization = normalization }
+        if let maxAnswerTokens { c.maxAnswerTokens = maxAnswerTokens }
+        if let rowBudget { c.rowBudget = rowBudget }
+        if let output { c.output = output }
+        if let convergenceGrid { c.convergenceGrid = convergenceGrid }
+        do { try c.validate() } catch let e as RunConfigError {
+            throw RunConfigError.afterOverrides(error: e)
+        }
+        return c
     }
 }

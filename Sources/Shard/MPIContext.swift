@@ -50,13 +50,17 @@ public final class MPIContext {
         size = Int(s)
     }
 
-    deinit {
+    deinit { finalize() }
+
+    /// Frees the communicator and ends MPI if this context started it; call it before exiting
+    /// (Open MPI treats a rank that exits without finalizing as a crash of the whole job).
+    public func finalize() {
         var finalized: Int32 = 0
         MPI_Finalized(&finalized)
-        if finalized == 0 {
-            MPI_Comm_free(&comm)
-            if startedMPI { MPI_Finalize() }
-        }
+        guard finalized == 0, comm != nil else { return }
+        MPI_Comm_free(&comm)
+        comm = nil
+        if startedMPI { MPI_Finalize() }
     }
 
     /// Sends every MPI call through one check that throws with the operation and the rank.
@@ -73,6 +77,101 @@ public final class MPIContext {
     }
 
     public func barrier() throws { try check("MPI_Barrier", MPI_Barrier(comm)) }
+
+    // MARK: Collectives (each checked; every rank must call them in the same order)
+
+    /// The root's bytes on every rank (the length goes first, so other ranks pass nothing).
+    public func broadcast(_ bytes: [UInt8], root: Int = 0) throws -> [UInt8] {
+        var count = Int64(rank == root ? bytes.count : 0)
+        try check("MPI_Bcast(length)", MPI_Bcast(&count, 1, cnl_mpi_int64(), Int32(root), comm))
+        var buffer = rank == root ? bytes : [UInt8](repeating: 0, count: Int(count))
+        var offset = 0
+        // MPI counts are Int32: send large payloads in slices.
+        while offset < buffer.count {
+            let n = min(buffer.count - offset, 1 << 30)
+            let rc = buffer.withUnsafeMutableBytes { MPI_Bcast($0.baseAddress! + offset, Int32(n), cnl_mpi_byte(), Int32(root), comm) }
+            try check("MPI_Bcast", rc)
+            offset += n
+        }
+        return buffer
+    }
+
+    /// Element-wise Int64 sum of every rank's `values` on the root (nil elsewhere). Integer
+    /// addition is associative, so the result does not depend on MPI's reduction tree.
+    public func sumInt64(_ values: [Int64], root: Int = 0) throws -> [Int64]? {
+        var result = [Int64](repeating: 0, count: rank == root ? values.count : 0)
+        var offset = 0
+        repeat {
+            let n = min(values.count - offset, 1 << 28)
+            let rc = values.withUnsafeBufferPointer { src in
+                result.withUnsafeMutableBufferPointer { dst in
+                    MPI_Reduce(src.baseAddress! + offset, rank == root ? dst.baseAddress! + offset : nil,
+                               Int32(n), cnl_mpi_int64(), cnl_mpi_sum(), Int32(root), comm)
+                }
+            }
+            try check("MPI_Reduce", rc)
+            offset += n
+        } while offset < values.count
+        return rank == root ? result : nil
+    }
+
+    /// Every rank's `values` (same count on each) on the root, rank after rank (nil elsewhere).
+    public func gather(_ values: [Double], root: Int = 0) throws -> [Double]? {
+        var result = [Double](repeating: 0, count: rank == root ? values.count * size : 0)
+        let rc = values.withUnsafeBufferPointer { src in
+            result.withUnsafeMutableBufferPointer { dst in
+                MPI_Gather(src.baseAddress, Int32(values.count), cnl_mpi_double(),
+                           rank == root ? dst.baseAddress : nil, Int32(values.count), cnl_mpi_double(), Int32(root), comm)
+            }
+        }
+        try check("MPI_Gather", rc)
+        return rank == root ? result : nil
+    }
+
+    // MARK: Point to point, for progress messages that must never make anyone wait
+
+    /// Sends `value` to `destination` without blocking; `completePendingSends()` finishes them.
+    public func postValue(_ value: Int64, to destination: Int, tag: Int32) throws {
+        let buffer = UnsafeMutablePointer<Int64>.allocate(capacity: 1)
+        buffer.pointee = value
+        var request: MPI_Request? = nil
+        let rc = MPI_Isend(buffer, 1, cnl_mpi_int64(), Int32(destination), tag, comm, &request)
+        guard rc == cnl_mpi_success() else { buffer.deallocate(); try check("MPI_Isend", rc); return }
+        pending.append((request, buffer))
+        // Free the ones already delivered, so a long run keeps a short list.
+        pending.removeAll { entry in
+            var done: Int32 = 0
+            var r = entry.request
+            MPI_Test(&r, &done, cnl_mpi_status_ignore())
+            if done != 0 { entry.buffer.deallocate() }
+            return done != 0
+        }
+    }
+
+    /// Waits for every posted send (the receiver must be receiving them).
+    public func completePendingSends() throws {
+        for var entry in pending {
+            try check("MPI_Wait", MPI_Wait(&entry.request, cnl_mpi_status_ignore()))
+            entry.buffer.deallocate()
+        }
+        pending.removeAll()
+    }
+    private var pending: [(request: MPI_Request?, buffer: UnsafeMutablePointer<Int64>)] = []
+
+    /// A value posted with `tag` by any rank, if one has arrived (or, with `wait`, the next one).
+    public func receiveValue(tag: Int32, wait: Bool) throws -> (source: Int, value: Int64)? {
+        var status = MPI_Status()
+        if !wait {
+            var flag: Int32 = 0
+            try check("MPI_Iprobe", MPI_Iprobe(cnl_mpi_any_source(), tag, comm, &flag, &status))
+            if flag == 0 { return nil }
+        } else {
+            try check("MPI_Probe", MPI_Probe(cnl_mpi_any_source(), tag, comm, &status))
+        }
+        var value: Int64 = 0
+        try check("MPI_Recv", MPI_Recv(&value, 1, cnl_mpi_int64(), status.MPI_SOURCE, tag, comm, cnl_mpi_status_ignore()))
+        return (Int(status.MPI_SOURCE), value)
+    }
 
     static func errorString(_ code: Int32) -> String {
         var buf = [CChar](repeating: 0, count: Int(cnl_mpi_max_error_string()) + 1)

@@ -42,7 +42,7 @@ final class LocalizationMathTests: XCTestCase {
         XCTAssertEqual(empty.count, 0)
         let e = OverlapMetrics(a, empty)
         XCTAssertNil(e.overlap)
-        XCTAssertEqual(e.iou!, 0, accuracy: 0)
+        XCTAssertNil(e.iou)
         XCTAssertNil(OverlapMetrics(empty, empty).iou)
         XCTAssertEqual(OverlapMetrics.describe(nil), "undefined (empty mask)")
     }

@@ -4,7 +4,7 @@ import Foundation
 public struct OverlapMetrics: Codable, Sendable, Equatable {
     /// (|A∩B|/|A| + |A∩B|/|B|) / 2, or nil when either mask is empty (undefined, never 0/0).
     public var overlap: Double?
-    /// |A∩B| / |A∪B|, or nil when both masks are empty.
+    /// |A∩B| / |A∪B|, or nil when either mask is empty (SPEC: an empty mask makes both undefined).
     public var iou: Double?
     public var sizeA: Int
     public var sizeB: Int
@@ -22,7 +22,18 @@ public struct OverlapMetrics: Codable, Sendable, Equatable {
         intersection = inter
         union = uni
         overlap = (sa.isEmpty || sb.isEmpty) ? nil : (Double(inter) / Double(sa.count) + Double(inter) / Double(sb.count)) / 2
-        iou = uni == 0 ? nil : Double(inter) / Double(uni)
+        iou = (sa.isEmpty || sb.isEmpty) ? nil : Double(inter) / Double(uni)
+    }
+
+    /// Undefined values are written as JSON null, not left out, so readers see them.
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(overlap, forKey: .overlap)
+        try c.encode(iou, forKey: .iou)
+        try c.encode(sizeA, forKey: .sizeA)
+        try c.encode(sizeB, forKey: .sizeB)
+        try c.encode(intersection, forKey: .intersection)
+        try c.encode(union, forKey: .union)
     }
 
     /// "0.9642" or "undefined (empty mask)".

@@ -1,0 +1,199 @@
+// One `cnl locate` run on every rank: plan on the root, attribute everywhere, reduce, report on the root.
+import Engine
+import Foundation
+import Shard
+
+/// What the command line asks for.
+public struct LocateRequest: Sendable {
+    public var configPath: String
+    public var overrides: RunConfigOverrides
+    /// Overwrite a run directory that already holds a finished run.
+    public var force: Bool
+    /// BLAS threads per rank (nil: OPENBLAS_NUM_THREADS, else cores shared among the node's ranks).
+    public var threads: Int?
+    /// Seconds between progress lines when standard error is not a terminal.
+    public var progressInterval: TimeInterval
+
+    public init(configPath: String, overrides: RunConfigOverrides = RunConfigOverrides(), force: Bool = false,
+                threads: Int? = nil, progressInterval: TimeInterval = 30) {
+        self.configPath = configPath; self.overrides = overrides; self.force = force
+        self.threads = threads; self.progressInterval = progressInterval
+    }
+}
+
+/// What the root broadcasts after planning: the work, or why there is none.
+struct PlanMessage: Codable {
+    struct Work: Codable {
+        var modelPath: String
+        var options: AttributionOptions
+        var buckets: Int
+        var totalSamples: Int
+        var assignment: [[ShardSample]]
+    }
+    var work: Work?
+    var error: String?
+}
+
+public enum LocalizationRun {
+    /// Runs on every rank. Returns the report on the root and nil elsewhere. An error of the
+    /// plan (bad input) is thrown on the root and `failedOnAnotherRank` elsewhere, so only the
+    /// root prints it; an error while attributing takes the whole job down (MPI_Abort) after
+    /// the failing rank prints it, since the others would otherwise wait for it forever.
+    public static func execute(_ request: LocateRequest, log: @escaping (String) -> Void) throws -> RunReport? {
+        let started = Date()
+        let mpi = try MPIContext()
+        defer { mpi.finalize() }
+        let threads = blasThreads(requested: request.threads, mpi: mpi)
+        BLASThreads.set(threads)
+
+        // 1. Plan on the root; broadcast it (or the error).
+        var rootState: RootState?
+        var message = PlanMessage()
+        if mpi.rank == 0 {
+            do {
+                let state = try plan(request, ranks: mpi.size, log: log)
+                rootState = state
+                message.work = .init(modelPath: state.config.model, options: state.config.attributionOptions,
+                                     buckets: state.plan.bucketCount, totalSamples: state.plan.sampleCount,
+                                     assignment: state.plan.assignment)
+            } catch {
+                message.error = error.localizedDescription
+            }
+        }
+        let received = try mpi.broadcast(mpi.rank == 0 ? Array(try JSONEncoder().encode(message)) : [])
+        let decoded = try JSONDecoder().decode(PlanMessage.self, from: Data(received))
+        guard let work = decoded.work else {
+            if mpi.rank == 0 { throw PlanFailure(message: decoded.error ?? "planning failed") }
+            throw LocalizationError.failedOnAnotherRank
+        }
+        let planned = Date()
+
+        // 2. Every rank attributes its samples.
+        let (sums, stats): (ScoreAccumulator, ShardStatistics)
+        do {
+            let model = try rootState?.loaded.model ?? ModelRegistry.load(path: work.modelPath).model
+            let attributor = try SampleAttributor(model: model, options: work.options)
+            let progress = mpi.rank == 0 ? ProgressReporter(total: work.totalSamples, interval: request.progressInterval) : nil
+            (sums, stats) = try LocalizationShard.run(mpi: mpi, attributor: attributor, samples: work.assignment[mpi.rank],
+                                                      buckets: work.buckets, totalSamples: work.totalSamples, progress: progress)
+        } catch {
+            FileHandle.standardError.write(Data("cnl: error: rank \(mpi.rank): \(error.localizedDescription)\n".utf8))
+            mpi.abort(code: 1)
+        }
+        let attributed = Date()
+
+        // 3. Exact reduction to the root.
+        let total = try mpi.sumInt64(sums.flattened())
+        let perRank = try mpi.gather([Double(stats.samples), Double(stats.answerTokens), Double(stats.rows), stats.flops, stats.seconds])
+
+        // 4. The root computes the paper's numbers and writes the run directory; every rank
+        //    learns whether that worked, so a failure there still fails every rank.
+        var report: RunReport?
+        var outcome = PlanMessage()
+        if mpi.rank == 0, let state = rootState, let total, let perRank {
+            do {
+                let reduced = ScoreAccumulator(scoreCount: sums.scoreCount, flattened: total)
+                let d = state.loaded.model.dimensions
+                let result = try LocalizationResult(sums: reduced, plan: state.plan, sigmas: state.config.sigmas,
+                                                    spread: state.config.spread, layers: d.layers, ffnWidth: d.ffnWidth)
+                let reduceEnd = Date()
+                let timings = RunReport.Timings(
+                    totalSeconds: reduceEnd.timeIntervalSince(started), planSeconds: planned.timeIntervalSince(started),
+                    attributionSeconds: attributed.timeIntervalSince(planned), reduceSeconds: reduceEnd.timeIntervalSince(attributed),
+                    samplesPerSecond: Double(state.plan.sampleCount) / attributed.timeIntervalSince(planned),
+                    perRank: (0..<mpi.size).map { r in
+                        let v = Array(perRank[(5 * r)..<(5 * r + 5)])
+                        return .init(rank: r, samples: Int(v[0]), answerTokens: Int(v[1]), rows: Int(v[2]), flops: v[3],
+                                     seconds: v[4], estimatedCost: state.plan.estimatedCost[r])
+                    })
+                let r = RunReport(state: state, result: result, ranks: mpi.size, blasThreads: threads, timings: timings)
+                try RunOutputs.write(result: result, report: r, plan: state.plan, config: state.config)
+                report = r
+            } catch {
+                outcome.error = error.localizedDescription
+            }
+        }
+        let final = try JSONDecoder().decode(PlanMessage.self, from: Data(try mpi.broadcast(mpi.rank == 0 ? Array(try JSONEncoder().encode(outcome)) : [])))
+        if let e = final.error {
+            if mpi.rank == 0 { throw PlanFailure(message: e) }
+            throw LocalizationError.failedOnAnotherRank
+        }
+        return report
+    }
+
+    /// What only the root holds between planning and reporting.
+    struct RootState {
+        var config: RunConfig
+        var configPath: String
+        var loaded: LoadedModel
+        var plan: RunPlan
+        var samples: [TokenizedSample]
+        var fingerprints: RunReport.Fingerprints
+    }
+
+    /// Config, model, data, output directory, split and assignment: everything that can be
+    /// wrong with the input is found here, before any rank starts the long part.
+    static func plan(_ request: LocateRequest, ranks: Int, log: (String) -> Void) throws -> RootState {
+        let config = try request.overrides.applied(to: RunConfig.load(path: request.configPath))
+        try prepareOutput(config.output, force: request.force)
+        guard FileManager.default.fileExists(atPath: config.model) else {
+            throw CheckpointError.cannotOpen(path: config.model, reason: "no such file or directory; set 'model' in the config or pass --model")
+        }
+        guard FileManager.default.fileExists(atPath: config.dataset.path) else {
+            throw DataFileError.unreadable(path: config.dataset.path, reason: "no such file; set 'dataset.path' in the config or pass --data")
+        }
+        let loaded = try ModelRegistry.load(path: config.model)
+        let tokenizer = try loaded.requireTokenizer()
+        let d = loaded.model.dimensions
+        let texts = try DatasetLoader.texts(config.dataset)
+        let samples = try DatasetLoader.tokenize(texts, path: config.dataset.path, tokenizer: tokenizer,
+                                                 contextLength: d.contextLength, maxAnswerTokens: config.maxAnswerTokens)
+        let plan = try RunPlan.make(samples: samples, ranks: ranks, seed: config.seed, grid: config.convergenceGrid,
+                                    layers: d.layers, steps: config.steps, maxAnswerTokens: config.maxAnswerTokens,
+                                    dataPath: config.dataset.path)
+        let fingerprints = try RunReport.Fingerprints(modelPath: config.model, dataPath: config.dataset.path, samples: samples)
+        log("cnl locate: \(loaded.model.modelType) \(d.layers)×\(d.ffnWidth) neurons from \(config.model)")
+        log("cnl locate: \(samples.count) samples of \(config.dataset.path) (a: \(plan.sizeA), b: \(plan.sizeB), seed \(config.seed)); "
+            + "S = \(config.steps), σ = \(config.sigmas.map { String(format: "%g", $0) }.joined(separator: ", ")); "
+            + "Appendix E grid \(plan.grid); \(ranks) rank\(ranks == 1 ? "" : "s")")
+        return RootState(config: config, configPath: request.configPath, loaded: loaded, plan: plan, samples: samples, fingerprints: fingerprints)
+    }
+
+    /// The run directory must be writable now (not after an hour of work) and must not hold a
+    /// finished run unless `force`; with `force` the old report goes first, so a half-done new
+    /// run never sits beside a report that claims to describe it.
+    static func prepareOutput(_ path: String, force: Bool) throws {
+        var isDir: ObjCBool = false
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isDir), !isDir.boolValue {
+            throw LocalizationError.outputNotDirectory(path: path)
+        }
+        let report = (path as NSString).appendingPathComponent(RunOutputs.reportName)
+        if FileManager.default.fileExists(atPath: report) {
+            guard force else { throw LocalizationError.finishedRun(directory: path) }
+            try? FileManager.default.removeItem(atPath: report)
+        }
+        do {
+            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+            try AtomicFile.write(Data("ok\n".utf8), to: (path as NSString).appendingPathComponent(".write-test"))
+            try FileManager.default.removeItem(atPath: (path as NSString).appendingPathComponent(".write-test"))
+        } catch {
+            throw OutputError.cannotWrite(path: path, reason: error.localizedDescription)
+        }
+    }
+
+    /// One BLAS thread per rank unless told otherwise: mpirun pins each rank to a core, and
+    /// ranks that each spawn a thread per core would fight over them.
+    static func blasThreads(requested: Int?, mpi: MPIContext) -> Int {
+        if let requested { return requested }
+        let env = ProcessInfo.processInfo.environment
+        if let v = env["OPENBLAS_NUM_THREADS"].flatMap(Int.init), v >= 1 { return v }
+        let local = env["OMPI_COMM_WORLD_LOCAL_SIZE"].flatMap(Int.init) ?? env["SLURM_NTASKS_PER_NODE"].flatMap(Int.init) ?? mpi.size
+        return max(1, ProcessInfo.processInfo.activeProcessorCount / max(1, local))
+    }
+}
+
+/// An error already described in one line (from the root's planning or reporting).
+public struct PlanFailure: Error, LocalizedError {
+    public let message: String
+    public var errorDescription: String? { message }
+}

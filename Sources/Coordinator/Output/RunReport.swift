@@ -1,0 +1,137 @@
+// report.json of a run: the config it ran, what it ran on, its numbers and its timings.
+import Engine
+import Foundation
+import Shard
+
+public struct RunReport: Codable, Sendable {
+    public struct Fingerprints: Codable, Sendable, Equatable {
+        /// SHA-256 of the model file (a directory: of its files' names and bytes, in name order).
+        public var model: String
+        /// SHA-256 of the data file's bytes.
+        public var data: String
+        /// SHA-256 of the tokenized samples actually attributed (prompt and answer ids).
+        public var samples: String
+
+        init(modelPath: String, dataPath: String, samples: [TokenizedSample]) throws {
+            model = try Self.hashPath(modelPath)
+            data = try SHA256.hex(fileAt: dataPath)
+            var h = SHA256()
+            for s in samples {
+                h.update("\(s.index):\(s.prompt.map(String.init).joined(separator: ","))|\(s.answer.map(String.init).joined(separator: ","))\n")
+            }
+            self.samples = h.finalize().map { String(format: "%02x", $0) }.joined()
+        }
+
+        static func hashPath(_ path: String) throws -> String {
+            var isDir: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir), isDir.boolValue else {
+                return try SHA256.hex(fileAt: path)
+            }
+            var h = SHA256()
+            for name in try FileManager.default.contentsOfDirectory(atPath: path).sorted() where !name.hasPrefix(".") {
+                let file = (path as NSString).appendingPathComponent(name)
+                h.update("\(name)\n\(try SHA256.hex(fileAt: file))\n")
+            }
+            return h.finalize().map { String(format: "%02x", $0) }.joined()
+        }
+    }
+
+    public struct ModelInfo: Codable, Sendable {
+        public var path: String
+        public var architecture: String
+        public var layers: Int
+        public var ffnWidth: Int
+        public var neurons: Int
+        enum CodingKeys: String, CodingKey { case path, architecture, layers, ffnWidth = "ffn_width", neurons }
+    }
+
+    public struct DataInfo: Codable, Sendable {
+        public struct Range: Codable, Sendable { public var min: Int; public var mean: Double; public var max: Int }
+        public var path: String
+        public var samples: Int
+        public var sizeA: Int
+        public var sizeB: Int
+        public var promptTokens: Range
+        public var answerTokens: Range
+        enum CodingKeys: String, CodingKey { case path, samples, sizeA = "size_a", sizeB = "size_b", promptTokens = "prompt_tokens", answerTokens = "answer_tokens" }
+    }
+
+    public struct Timings: Codable, Sendable {
+        public struct Rank: Codable, Sendable {
+            public var rank: Int
+            public var samples: Int
+            public var answerTokens: Int
+            public var rows: Int
+            public var flops: Double
+            public var seconds: Double
+            public var estimatedCost: Double
+            enum CodingKeys: String, CodingKey { case rank, samples, answerTokens = "answer_tokens", rows, flops, seconds, estimatedCost = "estimated_cost" }
+        }
+        public var totalSeconds: Double
+        public var planSeconds: Double
+        public var attributionSeconds: Double
+        public var reduceSeconds: Double
+        public var samplesPerSecond: Double
+        public var perRank: [Rank]
+        enum CodingKeys: String, CodingKey {
+            case totalSeconds = "total_seconds", planSeconds = "plan_seconds", attributionSeconds = "attribution_seconds"
+            case reduceSeconds = "reduce_seconds", samplesPerSecond = "samples_per_second", perRank = "per_rank"
+        }
+    }
+
+    public var cnlReport: Int = 1
+    public var created: String
+    public var configFile: String
+    public var config: RunConfig
+    public var fingerprints: Fingerprints
+    public var model: ModelInfo
+    public var data: DataInfo
+    public var grid: [Int]
+    /// Per σ: masks of the whole data and of a and b, and Eq. 9 between a and b.
+    public var results: [SigmaResult]
+    public var convergence: [ConvergencePoint]
+    public var ranks: Int
+    public var blasThreadsPerRank: Int
+    public var timings: Timings
+
+    enum CodingKeys: String, CodingKey {
+        case cnlReport = "cnl_report", created, configFile = "config_file", config, fingerprints, model, data, grid
+        case results, convergence, ranks, blasThreadsPerRank = "blas_threads_per_rank", timings
+    }
+
+    init(state: LocalizationRun.RootState, result: LocalizationResult, ranks: Int, blasThreads: Int, timings: Timings) {
+        let m = state.loaded.model
+        func range(_ v: [Int]) -> DataInfo.Range {
+            DataInfo.Range(min: v.min() ?? 0, mean: v.isEmpty ? 0 : Double(v.reduce(0, +)) / Double(v.count), max: v.max() ?? 0)
+        }
+        let cap = state.config.maxAnswerTokens ?? Int.max
+        created = ISO8601DateFormatter().string(from: Date())
+        configFile = state.configPath
+        config = state.config
+        fingerprints = state.fingerprints
+        model = ModelInfo(path: state.config.model, architecture: m.modelType, layers: m.dimensions.layers,
+                          ffnWidth: m.dimensions.ffnWidth, neurons: m.dimensions.neuronCount)
+        data = DataInfo(path: state.config.dataset.path, samples: state.plan.sampleCount, sizeA: state.plan.sizeA, sizeB: state.plan.sizeB,
+                        promptTokens: range(state.samples.map(\.prompt.count)), answerTokens: range(state.samples.map { min(cap, $0.answer.count) }))
+        grid = state.plan.grid
+        results = result.perSigma
+        convergence = result.convergence
+        self.ranks = ranks
+        blasThreadsPerRank = blasThreads
+        self.timings = timings
+    }
+
+    /// The lines a user reads at the end of a run.
+    public var summary: [String] {
+        var lines = ["located neurons (\(config.spread.rawValue) spread; \(data.samples) samples; a: \(data.sizeA), b: \(data.sizeB)):"]
+        for r in results {
+            lines.append(String(format: "  σ = %-4g whole %5d (%.4f%%)   a %5d   b %5d   overlap %@   IoU %@",
+                                r.sigma, r.whole.neurons, 100 * r.whole.fraction, r.a.neurons, r.b.neurons,
+                                OverlapMetrics.describe(r.agreement.overlap), OverlapMetrics.describe(r.agreement.iou)))
+        }
+        lines.append(String(format: "time %.1f s (attribution %.1f s, %.3f samples/s) on %d rank%@ × %d BLAS thread%@",
+                            timings.totalSeconds, timings.attributionSeconds, timings.samplesPerSecond, ranks, ranks == 1 ? "" : "s",
+                            blasThreadsPerRank, blasThreadsPerRank == 1 ? "" : "s"))
+        return lines
+    }
+}

@@ -1,0 +1,138 @@
+// `cnl locate`: the localization run (Eq. 7 → Eq. 8 → Eq. 9, Appendix E), one process or under mpirun/srun.
+import ArgumentParser
+import Coordinator
+import Foundation
+
+struct Locate: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Locate the neurons of a capability: attribute every sample, reduce over ranks, mask, compare halves.",
+        discussion: """
+        Runs as one process, or as many under `mpirun -np N cnl locate …` or `srun --mpi=pmix cnl locate …`; \
+        the samples are shared among the ranks and the scores are bitwise the same for any rank count.
+
+        Writes into the config's output directory: report.json (written last: a finished run), \
+        scores.safetensors (Score, Score_a, Score_b float64 [L, J]; Mask_sigma<σ>, Mask_a_…, Mask_b_… uint8), \
+        neurons.json, convergence.csv, convergence.svg (Appendix E) and heatmap.svg (Fig. 4).
+
+        Example: mpirun -np 2 .build/release/cnl locate --config configs/gsm8k-final.yaml
+        """)
+
+    @Option(help: "Run config (YAML; see configs/).")
+    var config: String
+
+    @Option(help: "Model (.gguf file or HF directory); overrides 'model'.")
+    var model: String?
+
+    @Option(help: "Data file (.jsonl or .csv); overrides 'dataset.path'.")
+    var data: String?
+
+    @Option(help: "Use the first N records; overrides 'dataset.limit'.")
+    var limit: Int?
+
+    @Option(help: "Seed of the a/b split; overrides 'seed'.")
+    var seed: UInt64?
+
+    @Option(parsing: .singleValue, help: "σ of Eq. 8 (repeat or comma-separate for several masks); overrides 'sigma'.")
+    var sigma: [String] = []
+
+    @Option(help: "Spread of Eq. 8: std or var; overrides 'spread'.")
+    var spread: String?
+
+    @Option(help: "S of Eq. 7 (integration steps); overrides 'steps'.")
+    var steps: Int?
+
+    @Option(help: "Weights of the S+1 points: paper, points or trapezoid; overrides 'normalization'.")
+    var normalization: String?
+
+    @Option(help: "Attribute at most this many answer tokens; overrides 'max_answer_tokens'.")
+    var maxAnswerTokens: Int?
+
+    @Option(help: "Rows (m, l, n) per batch, bounds memory; overrides 'row_budget'.")
+    var rowBudget: Int?
+
+    @Option(help: "Appendix E sizes, comma-separated (e.g. 25,50,100); overrides 'convergence_grid'.")
+    var grid: String?
+
+    @Option(help: "Run directory; overrides 'output'.")
+    var output: String?
+
+    @Flag(help: "Overwrite an output directory that already holds a finished run.")
+    var force = false
+
+    @Option(help: "BLAS threads per rank (default: OPENBLAS_NUM_THREADS, else the cores shared among this node's ranks).")
+    var threads: Int?
+
+    @Option(help: "Seconds between progress lines when standard error is not a terminal.")
+    var progressEvery: Double = 30
+
+    /// Turns the flags into overrides. Values (σ > 0, sizes, paths) are checked with the config on
+    /// the root after MPI starts, so a bad one is reported once and every rank exits non-zero.
+    func overrides() throws -> RunConfigOverrides {
+        var o = RunConfigOverrides()
+        o.model = model
+        o.dataPath = data
+        o.limit = limit
+        o.seed = seed
+        if !sigma.isEmpty {
+            let parts = sigma.flatMap { $0.split(separator: ",") }.map { $0.trimmingCharacters(in: .whitespaces) }
+            o.sigmas = try parts.map { p in
+                guard let v = Double(p) else { throw ValidationError("--sigma: '\(p)' is not a number") }
+                return v
+            }
+        }
+        if let spread {
+            guard let s = Spread(rawValue: spread) else { throw ValidationError("--spread must be std or var, got '\(spread)'") }
+            o.spread = s
+        }
+        o.steps = steps
+        if let normalization {
+            guard let n = AttributionOptions.Normalization(rawValue: normalization) else {
+                throw ValidationError("--normalization must be paper, points or trapezoid, got '\(normalization)'")
+            }
+            o.normalization = n
+        }
+        o.maxAnswerTokens = maxAnswerTokens
+        o.rowBudget = rowBudget
+        if let grid {
+            o.convergenceGrid = try grid.split(separator: ",").map { p in
+                guard let v = Int(p.trimmingCharacters(in: .whitespaces)) else { throw ValidationError("--grid: '\(p)' is not an integer") }
+                return v
+            }
+        }
+        o.output = output
+        return o
+    }
+
+    func run() throws {
+        do {
+            if let threads, threads < 1 || threads > 1024 { throw ValidationError("--threads must be between 1 and 1024, got \(threads)") }
+            guard progressEvery > 0 else { throw ValidationError("--progress-every must be positive, got \(progressEvery)") }
+            let request = LocateRequest(configPath: config, overrides: try overrides(), force: force, threads: threads,
+                                        progressInterval: progressEvery)
+            let log: (String) -> Void = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
+            guard let report = try LocalizationRun.execute(request, log: log) else { return }
+            for line in report.summary { print(line) }
+            print("wrote \(report.config.output)/{report.json, scores.safetensors, neurons.json, convergence.csv, convergence.svg, heatmap.svg}")
+        } catch LocalizationError.failedOnAnotherRank {
+            throw ExitCode(1)   // rank 0 prints the reason
+        } catch let e as ValidationError {
+            // Found before MPI starts, identically on every rank: only the first one says it.
+            if launcherRank() == 0 { FileHandle.standardError.write(Data("cnl: error: \(e.message)\n".utf8)) }
+            throw ExitCode(1)
+        } catch let e as ExitCode {
+            throw e
+        } catch {
+            FileHandle.standardError.write(Data("cnl: error: \(error.localizedDescription)\n".utf8))
+            throw ExitCode(1)
+        }
+    }
+}
+
+/// This process's rank as the launcher announces it (before MPI_Init); 0 when not launched by one.
+func launcherRank() -> Int {
+    let env = ProcessInfo.processInfo.environment
+    for key in ["OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK", "SLURM_PROCID"] {
+        if let v = env[key].flatMap(Int.init) { return v }
+    }
+    return 0
+}
