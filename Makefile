@@ -6,11 +6,14 @@ CNL := .build/release/cnl
 
 .PHONY: run test setup setup-oracle assets fixtures build build-tests bench
 
-## The default job on the embedded default model and data.
+## The default job: localize GSM8K's capability neurons in SmolLM2 (64 samples, final answers)
+## with a real `mpirun` of NP ranks, one BLAS thread each, then print the report. --force: a
+## second `make run` replaces the previous default run instead of refusing it.
+NP ?= 2
+CONFIG ?= configs/gsm8k-final.yaml
 run: setup assets build
-	$(CNL) inspect $(MODEL)
-	@echo
-	$(CNL) generate $(MODEL) --gsm8k .assets/data/gsm8k/test.jsonl --index 0 --max-tokens 48
+	OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1 \
+	  mpirun --oversubscribe -np $(NP) $(CNL) locate --config $(CONFIG) --force
 
 ## Every test: Swift unit and parity tests against HF transformers oracles.
 test: setup-oracle assets fixtures build-tests

@@ -47,7 +47,7 @@ func runReportingErrors(_ body: () throws -> Void) throws {
 extension Encodable {
     func jsonString() throws -> String {
         let enc = JSONEncoder()
-        enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+        enc.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         return String(decoding: try enc.encode(self), as: UTF8.self)
     }
 }

@@ -30,7 +30,7 @@ public enum RunOutputs {
                                                    title: "Score over layers × neurons (σ = \(sigmaName(sigma)): \(whole.count) located)").utf8),
                              to: path("heatmap.svg"))
         let enc = JSONEncoder()
-        enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+        enc.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         try AtomicFile.write(try enc.encode(report) + Data("\n".utf8), to: path(reportName))
     }
 
@@ -67,7 +67,7 @@ public enum RunOutputs {
                   neurons: m.whole.located.map { Neuron(layer: $0 / r.ffnWidth, index: $0 % r.ffnWidth, score: r.score[$0]) })
         }
         let enc = JSONEncoder()
-        enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+        enc.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         return String(decoding: try enc.encode(entries), as: UTF8.self) + "\n"
     }
 
