@@ -13,11 +13,19 @@ public struct LocateRequest: Sendable {
     public var threads: Int?
     /// Seconds between progress lines when standard error is not a terminal.
     public var progressInterval: TimeInterval
+    /// Each rank checkpoints after this many of its samples (0: only at the end and on signals).
+    public var checkpointEvery: Int
+    /// Require a checkpoint to resume from (without it a compatible checkpoint is still used).
+    public var resume: Bool
+    /// Keep every sample's score in the per-sample store, at this precision.
+    public var store: StorePrecision?
 
     public init(configPath: String, overrides: RunConfigOverrides = RunConfigOverrides(), force: Bool = false,
-                threads: Int? = nil, progressInterval: TimeInterval = 30) {
+                threads: Int? = nil, progressInterval: TimeInterval = 30, checkpointEvery: Int = 10, resume: Bool = false,
+                store: StorePrecision? = nil) {
         self.configPath = configPath; self.overrides = overrides; self.force = force
         self.threads = threads; self.progressInterval = progressInterval
+        self.checkpointEvery = checkpointEvery; self.resume = resume; self.store = store
     }
 }
 
@@ -27,8 +35,13 @@ struct PlanMessage: Codable {
         var modelPath: String
         var options: AttributionOptions
         var buckets: Int
+        /// Samples attributed by this job (all but those already in checkpoints).
         var totalSamples: Int
         var assignment: [[ShardSample]]
+        var generation: Int
+        var identity: [String: String]
+        var runDirectory: String
+        var store: StorePrecision?
     }
     var work: Work?
     var error: String?
@@ -54,8 +67,9 @@ public enum LocalizationRun {
                 let state = try plan(request, ranks: mpi.size, log: log)
                 rootState = state
                 message.work = .init(modelPath: state.config.model, options: state.config.attributionOptions,
-                                     buckets: state.plan.bucketCount, totalSamples: state.plan.sampleCount,
-                                     assignment: state.plan.assignment)
+                                     buckets: state.plan.bucketCount, totalSamples: state.plan.assignment.map(\.count).reduce(0, +),
+                                     assignment: state.plan.assignment, generation: state.generation, identity: state.identity,
+                                     runDirectory: state.config.output, store: request.store)
             } catch {
                 message.error = error.localizedDescription
             }
@@ -68,23 +82,39 @@ public enum LocalizationRun {
         }
         let planned = Date()
 
-        // 2. Every rank attributes its samples.
-        let (sums, stats): (ScoreAccumulator, ShardStatistics)
+        // 2. Every rank attributes its samples, committing each to its checkpoint keeper (the
+        //    root's keeper starts from what earlier jobs finished, the others' from zero).
+        let checkpoints = CheckpointDirectory(run: work.runDirectory)
+        let keeper: CheckpointKeeper
+        let stats: ShardStatistics
         do {
             let model = try rootState?.loaded.model ?? ModelRegistry.load(path: work.modelPath).model
+            let scoreCount = model.dimensions.neuronCount
+            let store = try work.store.map {
+                try PerSampleStore(directory: (work.runDirectory as NSString).appendingPathComponent(PerSampleIndex.directoryName),
+                                   name: "g\(work.generation)-r\(mpi.rank).zst", precision: $0)
+            }
+            let header = RunCheckpoint.Header(identity: work.identity, generation: work.generation, rank: mpi.rank, ranks: mpi.size,
+                                              scoreCount: scoreCount, buckets: work.buckets, finished: rootState?.inherited.finished ?? [])
+            keeper = CheckpointKeeper(path: checkpoints.file(generation: work.generation, rank: mpi.rank), header: header,
+                                      sums: rootState?.inherited.sums ?? ScoreAccumulator(scoreCount: scoreCount, buckets: work.buckets),
+                                      every: request.checkpointEvery, store: store)
+            keeper.watchSignals(rank: mpi.rank)
             let attributor = try SampleAttributor(model: model, options: work.options)
             let progress = mpi.rank == 0 ? ProgressReporter(total: work.totalSamples, interval: request.progressInterval) : nil
-            (sums, stats) = try LocalizationShard.run(mpi: mpi, attributor: attributor, samples: work.assignment[mpi.rank],
-                                                      buckets: work.buckets, totalSamples: work.totalSamples, progress: progress)
+            stats = try LocalizationShard.run(mpi: mpi, attributor: attributor, samples: work.assignment[mpi.rank], keeper: keeper,
+                                              totalSamples: work.totalSamples, progress: progress)
         } catch {
             FileHandle.standardError.write(Data("cnl: error: rank \(mpi.rank): \(error.localizedDescription)\n".utf8))
             mpi.abort(code: 1)
         }
+        let sums = keeper.sums
         let attributed = Date()
 
         // 3. Exact reduction to the root.
         let total = try mpi.sumInt64(sums.flattened())
-        let perRank = try mpi.gather([Double(stats.samples), Double(stats.answerTokens), Double(stats.rows), stats.flops, stats.seconds])
+        let perRank = try mpi.gather([Double(stats.samples), Double(stats.answerTokens), Double(stats.rows), stats.flops, stats.seconds,
+                                      Double(keeper.storeBytes.raw), Double(keeper.storeBytes.compressed), Double(keeper.writes)])
 
         // 4. The root computes the paper's numbers and writes the run directory; every rank
         //    learns whether that worked, so a failure there still fails every rank.
@@ -100,14 +130,28 @@ public enum LocalizationRun {
                 let timings = RunReport.Timings(
                     totalSeconds: reduceEnd.timeIntervalSince(started), planSeconds: planned.timeIntervalSince(started),
                     attributionSeconds: attributed.timeIntervalSince(planned), reduceSeconds: reduceEnd.timeIntervalSince(attributed),
-                    samplesPerSecond: Double(state.plan.sampleCount) / attributed.timeIntervalSince(planned),
+                    samplesPerSecond: Double(work.totalSamples) / attributed.timeIntervalSince(planned),
                     perRank: (0..<mpi.size).map { r in
-                        let v = Array(perRank[(5 * r)..<(5 * r + 5)])
+                        let v = Array(perRank[(8 * r)..<(8 * r + 8)])
                         return .init(rank: r, samples: Int(v[0]), answerTokens: Int(v[1]), rows: Int(v[2]), flops: v[3],
-                                     seconds: v[4], estimatedCost: state.plan.estimatedCost[r])
+                                     seconds: v[4], estimatedCost: state.plan.estimatedCost[r], checkpointsWritten: Int(v[7]))
                     })
-                let r = RunReport(state: state, result: result, ranks: mpi.size, blasThreads: threads, timings: timings)
+                var r = RunReport(state: state, result: result, ranks: mpi.size, blasThreads: threads, timings: timings)
+                if let precision = request.store {
+                    // Every rank wrote its final checkpoint before the reduction: they list where each score is.
+                    guard let final = try checkpoints.latest(identity: state.identity, scoreCount: sums.scoreCount, buckets: state.plan.bucketCount),
+                          final.finished.count == state.plan.sampleCount else {
+                        throw LocalizationError.lostSamples(expected: state.plan.sampleCount, got: 0)
+                    }
+                    let raw = (0..<mpi.size).map { perRank[8 * $0 + 5] }.reduce(0, +), packed = (0..<mpi.size).map { perRank[8 * $0 + 6] }.reduce(0, +)
+                    r.perSampleStore = try PerSampleIndex.write(run: state.config.output, precision: precision, plan: state.plan,
+                                                                seed: state.config.seed, samples: state.samples, entries: final.finished,
+                                                                layers: result.layers, ffnWidth: result.ffnWidth,
+                                                                thisJob: (raw: Int(raw), compressed: Int(packed), samples: work.totalSamples))
+                }
                 try RunOutputs.write(result: result, report: r, plan: state.plan, config: state.config)
+                // The report marks the run finished; its checkpoints are no longer needed.
+                checkpoints.removeAll()
                 report = r
             } catch {
                 outcome.error = error.localizedDescription
@@ -129,6 +173,10 @@ public enum LocalizationRun {
         var plan: RunPlan
         var samples: [TokenizedSample]
         var fingerprints: RunReport.Fingerprints
+        var identity: [String: String]
+        var generation: Int
+        /// What earlier jobs of this run finished (from the newest checkpoints).
+        var inherited: (sums: ScoreAccumulator, finished: [FinishedSample])
     }
 
     /// Config, model, data, output directory, split and assignment: everything that can be
@@ -148,15 +196,62 @@ public enum LocalizationRun {
         let texts = try DatasetLoader.texts(config.dataset)
         let samples = try DatasetLoader.tokenize(texts, path: config.dataset.path, tokenizer: tokenizer,
                                                  contextLength: d.contextLength, maxAnswerTokens: config.maxAnswerTokens)
+        let fingerprints = try RunReport.Fingerprints(modelPath: config.model, dataPath: config.dataset.path, samples: samples)
+        let layout = try RunPlan.make(samples: samples, ranks: ranks, seed: config.seed, grid: config.convergenceGrid, layers: d.layers,
+                                      steps: config.steps, maxAnswerTokens: config.maxAnswerTokens, dataPath: config.dataset.path,
+                                      finished: Set(samples.map(\.index)))
+        let identity = runIdentity(config: config, fingerprints: fingerprints, samples: samples.count, grid: layout.grid,
+                                   neurons: "\(d.layers)x\(d.ffnWidth)", store: request.store)
+
+        // Resume from the newest checkpoints when there are any (they must be of this run).
+        let checkpoints = CheckpointDirectory(run: config.output)
+        let previous = try checkpoints.latest(identity: identity, scoreCount: d.neuronCount, buckets: layout.bucketCount)
+        if request.resume && previous == nil {
+            throw LocalizationError.nothingToResume(directory: checkpoints.path)
+        }
+        let generation = previous.map { $0.generation + 1 } ?? 0
+        let inherited = (sums: previous?.sums ?? ScoreAccumulator(scoreCount: d.neuronCount, buckets: layout.bucketCount),
+                         finished: previous?.finished ?? [])
         let plan = try RunPlan.make(samples: samples, ranks: ranks, seed: config.seed, grid: config.convergenceGrid,
                                     layers: d.layers, steps: config.steps, maxAnswerTokens: config.maxAnswerTokens,
-                                    dataPath: config.dataset.path)
-        let fingerprints = try RunReport.Fingerprints(modelPath: config.model, dataPath: config.dataset.path, samples: samples)
+                                    dataPath: config.dataset.path, finished: Set(inherited.finished.map(\.index)))
         log("cnl locate: \(loaded.model.modelType) \(d.layers)×\(d.ffnWidth) neurons from \(config.model)")
         log("cnl locate: \(samples.count) samples of \(config.dataset.path) (a: \(plan.sizeA), b: \(plan.sizeB), seed \(config.seed)); "
             + "S = \(config.steps), σ = \(config.sigmas.map { String(format: "%g", $0) }.joined(separator: ", ")); "
             + "Appendix E grid \(plan.grid); \(ranks) rank\(ranks == 1 ? "" : "s")")
-        return RootState(config: config, configPath: request.configPath, loaded: loaded, plan: plan, samples: samples, fingerprints: fingerprints)
+        if let previous {
+            log("cnl locate: resuming: \(previous.finished.count) of \(samples.count) samples are in the checkpoints of job \(previous.generation); "
+                + "\(samples.count - previous.finished.count) to go")
+        }
+        // Before any rank starts: this generation's root checkpoint holds all earlier work, so
+        // the older files can go (a crash in between leaves both; the newer one is used).
+        try FileManager.default.createDirectory(atPath: checkpoints.path, withIntermediateDirectories: true)
+        let header = RunCheckpoint.Header(identity: identity, generation: generation, rank: 0, ranks: ranks, scoreCount: d.neuronCount,
+                                          buckets: plan.bucketCount, finished: inherited.finished)
+        try RunCheckpoint(header: header, sums: inherited.sums).write(to: checkpoints.file(generation: generation, rank: 0))
+        checkpoints.removeOlder(than: generation)
+        return RootState(config: config, configPath: request.configPath, loaded: loaded, plan: plan, samples: samples,
+                         fingerprints: fingerprints, identity: identity, generation: generation, inherited: inherited)
+    }
+
+    /// What the sums depend on; a checkpoint with other values is refused, naming each one.
+    /// σ and the spread only act on the final sums, so they may change between jobs.
+    static func runIdentity(config: RunConfig, fingerprints: RunReport.Fingerprints, samples: Int, grid: [Int],
+                            neurons: String, store: StorePrecision?) -> [String: String] {
+        [
+            "model (sha256)": fingerprints.model,
+            "data file (sha256)": fingerprints.data,
+            "tokenized samples (sha256)": fingerprints.samples,
+            "samples": "\(samples)",
+            "neurons": neurons,
+            "seed": "\(config.seed)",
+            "convergence_grid": grid.map(String.init).joined(separator: ","),
+            "steps": "\(config.steps)",
+            "normalization": config.normalization.rawValue,
+            "max_answer_tokens": config.maxAnswerTokens.map(String.init) ?? "all",
+            "row_budget": "\(config.rowBudget)",
+            "per-sample store": store?.rawValue ?? "off",
+        ]
     }
 
     /// The run directory must be writable now (not after an hour of work) and must not hold a
@@ -171,6 +266,11 @@ public enum LocalizationRun {
         if FileManager.default.fileExists(atPath: report) {
             guard force else { throw LocalizationError.finishedRun(directory: path) }
             try? FileManager.default.removeItem(atPath: report)
+        }
+        if force {
+            // A forced run starts over: no checkpoint or stored score of an earlier run survives.
+            CheckpointDirectory(run: path).removeAll()
+            try? FileManager.default.removeItem(atPath: (path as NSString).appendingPathComponent(PerSampleIndex.directoryName))
         }
         do {
             try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)

@@ -39,14 +39,12 @@ public enum LocalizationShard {
     /// MPI tag of progress messages (a rank's cumulative count of finished samples).
     static let progressTag: Int32 = 7301
 
-    /// Attributes `samples` in order and adds each score to its bucket. Non-root ranks post
-    /// their count after every sample; the root folds those in between its own samples and,
-    /// once done, waits for everybody's last message, so `progress` sees all ranks.
-    /// Every rank must call this (it ends with every rank's progress delivered).
-    public static func run(mpi: MPIContext, attributor: SampleAttributor, samples: [ShardSample], buckets: Int,
-                           totalSamples: Int, progress: ProgressReporter?) throws -> (ScoreAccumulator, ShardStatistics) {
-        let scoreCount = attributor.model.dimensions.neuronCount
-        var sums = ScoreAccumulator(scoreCount: scoreCount, buckets: buckets)
+    /// Attributes `samples` in order and commits each score to `keeper` (sums, store,
+    /// checkpoints). Non-root ranks post their count after every sample; the root folds those
+    /// in between its own samples and, once done, waits for everybody's last message, so
+    /// `progress` sees all ranks. Every rank must call this; each ends with a checkpoint.
+    public static func run(mpi: MPIContext, attributor: SampleAttributor, samples: [ShardSample], keeper: CheckpointKeeper,
+                           totalSamples: Int, progress: ProgressReporter?) throws -> ShardStatistics {
         var stats = ShardStatistics(samples: 0, answerTokens: 0, rows: 0, flops: 0, seconds: 0)
         var doneByRank = [Int](repeating: 0, count: mpi.size)
         let isRoot = mpi.rank == 0
@@ -60,17 +58,16 @@ public enum LocalizationShard {
         let start = Date()
         progress?.update(done: 0)
         for sample in samples {
-            let result: SampleAttribution
             do {
-                result = try attributor.attribute(prompt: sample.prompt, answer: sample.answer)
-                try sums.add(result.scores, bucket: sample.bucket)
+                let result = try attributor.attribute(prompt: sample.prompt, answer: sample.answer)
+                try keeper.commit(index: sample.index, bucket: sample.bucket, scores: result.scores)
+                stats.answerTokens += result.answerTokens
+                stats.rows += result.rows
+                stats.flops += result.flops
             } catch {
                 throw ShardSampleError(sample: sample, rank: mpi.rank, underlying: error)
             }
             stats.samples += 1
-            stats.answerTokens += result.answerTokens
-            stats.rows += result.rows
-            stats.flops += result.flops
             if isRoot {
                 doneByRank[0] = stats.samples
                 progress?.update(done: doneByRank.reduce(0, +))
@@ -79,12 +76,13 @@ public enum LocalizationShard {
                 try mpi.postValue(Int64(stats.samples), to: 0, tag: progressTag)
             }
         }
+        try keeper.write()
         stats.seconds = Date().timeIntervalSince(start)
         if isRoot {
             while doneByRank.reduce(0, +) < totalSamples { try drain(wait: true) }
         } else {
             try mpi.completePendingSends()
         }
-        return (sums, stats)
+        return stats
     }
 }

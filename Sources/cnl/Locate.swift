@@ -14,6 +14,10 @@ struct Locate: ParsableCommand {
         scores.safetensors (Score, Score_a, Score_b float64 [L, J]; Mask_sigma<σ>, Mask_a_…, Mask_b_… uint8), \
         neurons.json, convergence.csv, convergence.svg (Appendix E) and heatmap.svg (Fig. 4).
 
+        Preemption: each rank checkpoints into <output>/checkpoints every --checkpoint-every samples and \
+        on SIGUSR1 or SIGTERM, then exits with status 75; running the same command again resumes \
+        (with any rank count), and the final scores are bitwise those of an uninterrupted run.
+
         Example: mpirun -np 2 .build/release/cnl locate --config configs/gsm8k-final.yaml
         """)
 
@@ -58,6 +62,18 @@ struct Locate: ParsableCommand {
 
     @Flag(help: "Overwrite an output directory that already holds a finished run.")
     var force = false
+
+    @Option(help: "Each rank writes a checkpoint after this many of its samples (0: only at the end and on SIGUSR1/SIGTERM).")
+    var checkpointEvery = 10
+
+    @Flag(help: "Resume from the output directory's checkpoints (a compatible checkpoint is used even without this flag; with it, its absence is an error).")
+    var resume = false
+
+    @Flag(help: "Keep every sample's [L × J] score in <output>/per-sample/ (for cnl converge).")
+    var savePerSample = false
+
+    @Option(help: "Precision of the per-sample store: f64 (exact), f32 or bf16.")
+    var storePrecision: String = "f32"
 
     @Option(help: "BLAS threads per rank (default: OPENBLAS_NUM_THREADS, else the cores shared among this node's ranks).")
     var threads: Int?
@@ -107,8 +123,14 @@ struct Locate: ParsableCommand {
         do {
             if let threads, threads < 1 || threads > 1024 { throw ValidationError("--threads must be between 1 and 1024, got \(threads)") }
             guard progressEvery > 0 else { throw ValidationError("--progress-every must be positive, got \(progressEvery)") }
+            guard checkpointEvery >= 0 else { throw ValidationError("--checkpoint-every must be 0 or more, got \(checkpointEvery)") }
+            guard let precision = ScoreStorePrecision(rawValue: storePrecision) else {
+                throw ValidationError("--store-precision must be f64, f32 or bf16, got '\(storePrecision)'")
+            }
+            if force && resume { throw ValidationError("--force discards checkpoints and --resume requires them; pass one of the two") }
             let request = LocateRequest(configPath: config, overrides: try overrides(), force: force, threads: threads,
-                                        progressInterval: progressEvery)
+                                        progressInterval: progressEvery, checkpointEvery: checkpointEvery, resume: resume,
+                                        store: savePerSample ? precision : nil)
             let log: (String) -> Void = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
             guard let report = try LocalizationRun.execute(request, log: log) else { return }
             for line in report.summary { print(line) }

@@ -89,6 +89,7 @@ public enum LocalizationError: Error, LocalizedError, Equatable {
     case finishedRun(directory: String)
     case failedOnAnotherRank
     case outputNotDirectory(path: String)
+    case nothingToResume(directory: String)
 
     public var errorDescription: String? {
         switch self {
@@ -96,6 +97,7 @@ public enum LocalizationError: Error, LocalizedError, Equatable {
         case let .finishedRun(d): return "\(d) already holds a finished run (report.json); choose another output or pass --force to overwrite it"
         case .failedOnAnotherRank: return "the run failed (see the error printed by rank 0)"
         case let .outputNotDirectory(p): return "\(p): the output path exists and is not a directory; choose another output"
+        case let .nothingToResume(d): return "\(d): no checkpoint to resume from; run without --resume to start the run"
         }
     }
 }

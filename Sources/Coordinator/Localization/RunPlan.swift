@@ -32,9 +32,11 @@ public struct RunPlan: Codable, Sendable, Equatable {
         return (half == .a ? 0 : bucketsPerHalf) + k
     }
 
-    /// Splits, buckets and assigns `samples` (already tokenized and checked) to `ranks` ranks.
+    /// Splits, buckets and assigns `samples` (already tokenized and checked) to `ranks` ranks;
+    /// the split and buckets cover every sample, the assignment only those not `finished`.
     public static func make(samples: [TokenizedSample], ranks: Int, seed: UInt64, grid requested: [Int]?,
-                            layers: Int, steps: Int, maxAnswerTokens: Int?, dataPath: String) throws -> RunPlan {
+                            layers: Int, steps: Int, maxAnswerTokens: Int?, dataPath: String,
+                            finished: Set<Int> = []) throws -> RunPlan {
         guard samples.count >= 2 else { throw PlanError.tooFewForSplit(path: dataPath, samples: samples.count) }
         guard samples.count >= ranks else { throw PlanError.fewerSamplesThanRanks(path: dataPath, samples: samples.count, ranks: ranks) }
         let split = ABSplit(count: samples.count, seed: seed)
@@ -63,7 +65,8 @@ public struct RunPlan: Codable, Sendable, Equatable {
             // the prefix; the clean pass costs about one row per position.
             return y * Double(layers * (steps + 1)) * (1 + length / 1000) + length
         }
-        let order = shardSamples.indices.sorted { i, j in
+        // Samples that earlier jobs finished (in a checkpoint) keep their bucket but get no rank.
+        let order = shardSamples.indices.filter { !finished.contains($0) }.sorted { i, j in
             let (ci, cj) = (cost(shardSamples[i]), cost(shardSamples[j]))
             return ci != cj ? ci > cj : i < j
         }

@@ -65,7 +65,11 @@ public struct RunReport: Codable, Sendable {
             public var flops: Double
             public var seconds: Double
             public var estimatedCost: Double
-            enum CodingKeys: String, CodingKey { case rank, samples, answerTokens = "answer_tokens", rows, flops, seconds, estimatedCost = "estimated_cost" }
+            public var checkpointsWritten: Int
+            enum CodingKeys: String, CodingKey {
+                case rank, samples, answerTokens = "answer_tokens", rows, flops, seconds, estimatedCost = "estimated_cost"
+                case checkpointsWritten = "checkpoints_written"
+            }
         }
         public var totalSeconds: Double
         public var planSeconds: Double
@@ -93,10 +97,15 @@ public struct RunReport: Codable, Sendable {
     public var ranks: Int
     public var blasThreadsPerRank: Int
     public var timings: Timings
+    /// Which job of the run this is (0: no resume) and how many samples came from checkpoints.
+    public var job: Int
+    public var samplesFromCheckpoints: Int
+    public var perSampleStore: PerSampleIndex.Summary?
 
     enum CodingKeys: String, CodingKey {
         case cnlReport = "cnl_report", created, configFile = "config_file", config, fingerprints, model, data, grid
         case results, convergence, ranks, blasThreadsPerRank = "blas_threads_per_rank", timings
+        case job, samplesFromCheckpoints = "samples_from_checkpoints", perSampleStore = "per_sample_store"
     }
 
     init(state: LocalizationRun.RootState, result: LocalizationResult, ranks: Int, blasThreads: Int, timings: Timings) {
@@ -119,6 +128,8 @@ public struct RunReport: Codable, Sendable {
         self.ranks = ranks
         blasThreadsPerRank = blasThreads
         self.timings = timings
+        job = state.generation
+        samplesFromCheckpoints = state.inherited.finished.count
     }
 
     /// The lines a user reads at the end of a run.
@@ -128,6 +139,9 @@ public struct RunReport: Codable, Sendable {
             lines.append(String(format: "  σ = %-4g whole %5d (%.4f%%)   a %5d   b %5d   overlap %@   IoU %@",
                                 r.sigma, r.whole.neurons, 100 * r.whole.fraction, r.a.neurons, r.b.neurons,
                                 OverlapMetrics.describe(r.agreement.overlap), OverlapMetrics.describe(r.agreement.iou)))
+        }
+        if samplesFromCheckpoints > 0 {
+            lines.append("resumed (job \(job) of this run): \(samplesFromCheckpoints) samples from checkpoints, \(data.samples - samplesFromCheckpoints) computed now")
         }
         lines.append(String(format: "time %.1f s (attribution %.1f s, %.3f samples/s) on %d rank%@ × %d BLAS thread%@",
                             timings.totalSeconds, timings.attributionSeconds, timings.samplesPerSecond, ranks, ranks == 1 ? "" : "s",

@@ -1,0 +1,79 @@
+// A rank's committed state: sums, finished samples and stored scores, checkpointed every N samples and on signals.
+import Foundation
+
+/// Set by SIGUSR1/SIGTERM (Slurm's warning before preemption or time-out, scancel, mpirun
+/// tearing a job down); read by the keeper's watcher thread.
+nonisolated(unsafe) private var stopSignal: sig_atomic_t = 0
+
+/// Everything a rank has finished, kept consistent under one lock: a sample is either fully in
+/// (its score in the sums, its frame in the store, its index in `finished`) or not at all. A
+/// checkpoint is a snapshot of that state, so resuming never loses or double-counts a sample.
+public final class CheckpointKeeper {
+    /// Exit status after a checkpoint on a signal: "requeue me" (BSD's EX_TEMPFAIL).
+    public static let requeueStatus: Int32 = 75
+
+    public let path: String
+    private var header: RunCheckpoint.Header
+    public private(set) var sums: ScoreAccumulator
+    private let every: Int
+    private let store: PerSampleStore?
+    private let lock = NSLock()
+    private var sinceLast = 0
+    public private(set) var writes = 0
+
+    /// `sums`/`finished`: what this rank starts from (the root: everything earlier jobs finished).
+    public init(path: String, header: RunCheckpoint.Header, sums: ScoreAccumulator, every: Int, store: PerSampleStore?) {
+        self.path = path
+        self.header = header
+        self.sums = sums
+        self.every = every
+        self.store = store
+    }
+
+    public var finished: [FinishedSample] { lock.lock(); defer { lock.unlock() }; return header.finished }
+    public var storeBytes: (raw: Int, compressed: Int) { (store?.rawBytes ?? 0, store?.compressedBytes ?? 0) }
+
+    /// Adds one finished sample; writes a checkpoint every `every` samples (0: only on demand).
+    public func commit(index: Int, bucket: Int, scores: [Double]) throws {
+        lock.lock(); defer { lock.unlock() }
+        // Validate by adding to a copy first: a non-finite score must not half-update anything.
+        var next = sums
+        try next.add(scores, bucket: bucket)
+        let entry = try store?.append(index: index, scores: scores) ?? FinishedSample(index: index)
+        sums = next
+        header.finished.append(entry)
+        sinceLast += 1
+        if every > 0 && sinceLast >= every { try writeLocked() }
+    }
+
+    public func write() throws { lock.lock(); defer { lock.unlock() }; try writeLocked() }
+
+    private func writeLocked() throws {
+        try store?.flush()
+        try RunCheckpoint(header: header, sums: sums).write(to: path)
+        sinceLast = 0
+        writes += 1
+    }
+
+    /// From now on SIGUSR1 or SIGTERM makes this process write its checkpoint (of the samples
+    /// finished so far; the one in progress is dropped) and exit with `requeueStatus` within a
+    /// fraction of a second, even in the middle of a long sample.
+    public func watchSignals(rank: Int) {
+        signal(SIGUSR1) { _ in stopSignal = 1 }
+        signal(SIGTERM) { _ in stopSignal = 1 }
+        let t = Thread { [self] in
+            while stopSignal == 0 { usleep(100_000) }
+            lock.lock()
+            var message = "cnl: rank \(rank): stop signal; "
+            do {
+                try writeLocked()
+                message += "checkpointed \(header.finished.count) finished samples to \(path); exiting with status \(Self.requeueStatus) (resubmit to resume)\n"
+            } catch {
+                message += "could not write the checkpoint: \(error.localizedDescription)\n"
+            }
+            FileHandle.standardError.write(Data(message.utf8))
+            _exit(Self.requeueStatus)
+        }
+        t.start()
+    }
+}
