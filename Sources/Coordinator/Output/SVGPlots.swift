@@ -10,8 +10,17 @@ public enum SVGPlots {
         public init(n: Int, overlap: Double?, iou: Double?) { self.n = n; self.overlap = overlap; self.iou = iou }
     }
 
-    /// Overlap and IoU against n (log-scaled x when n spans more than a factor of 4), y in [0, 1].
-    public static func convergence(_ points: [ConvergencePoint], title: String) -> String {
+    /// The spread of one curve at n over several a/b draws (e.g. mean ± std, clipped to [0, 1]).
+    public struct Band: Sendable, Equatable {
+        public var n: Int
+        public var overlap: ClosedRange<Double>?
+        public var iou: ClosedRange<Double>?
+        public init(n: Int, overlap: ClosedRange<Double>?, iou: ClosedRange<Double>?) { self.n = n; self.overlap = overlap; self.iou = iou }
+    }
+
+    /// Overlap and IoU against n (log-scaled x when n spans more than a factor of 4), y in [0, 1];
+    /// `bands` (from re-drawn splits) are shaded behind the curves.
+    public static func convergence(_ points: [ConvergencePoint], title: String, bands: [Band] = []) -> String {
         let (w, h, left, right, top, bottom) = (640.0, 400.0, 64.0, 24.0, 40.0, 56.0)
         let ns = points.map { Double($0.n) }
         let lo = ns.min() ?? 1, hi = max(ns.max() ?? 1, lo + 1)
@@ -33,6 +42,13 @@ public enum SVGPlots {
         s += "<line x1=\"\(left)\" y1=\"\(h - bottom)\" x2=\"\(w - right)\" y2=\"\(h - bottom)\" stroke=\"#333\"/>"
         s += "<line x1=\"\(left)\" y1=\"\(top)\" x2=\"\(left)\" y2=\"\(h - bottom)\" stroke=\"#333\"/>\n"
         s += "<text x=\"\(w / 2)\" y=\"\(h - 14)\" text-anchor=\"middle\" font-size=\"12\">samples per half (n)\(logX ? ", log scale" : "")</text>\n"
+        for (name, color, range) in [("overlap-band", "#1f77b4", \Band.overlap), ("IoU-band", "#d62728", \Band.iou)] {
+            let defined = bands.compactMap { b in b[keyPath: range].map { (Double(b.n), $0) } }
+            guard defined.count > 1 else { continue }
+            let upper = defined.map { "\(x($0.0)),\(y(min(1, $0.1.upperBound)))" }
+            let lower = defined.reversed().map { "\(x($0.0)),\(y(max(0, $0.1.lowerBound)))" }
+            s += "<polygon class=\"\(name)\" fill=\"\(color)\" fill-opacity=\"0.18\" stroke=\"none\" points=\"\((upper + lower).joined(separator: " "))\"/>\n"
+        }
         for (name, color, value) in [("overlap", "#1f77b4", \ConvergencePoint.overlap), ("IoU", "#d62728", \ConvergencePoint.iou)] {
             // Lines only through runs of defined points: an empty mask leaves a gap, not a zero.
             var runs: [[(Double, Double)]] = [[]]

@@ -163,6 +163,19 @@ public final class SafetensorsFile: TensorSource {
         }
     }
 
+    /// A float64 tensor, exactly (run outputs such as scores.safetensors keep Double scores).
+    public func readDoubles(_ name: String) throws -> [Double] {
+        guard let e = tensors[name], let r = ranges[name] else { throw CheckpointError.missingTensor(path: path, tensor: name) }
+        guard r.dtype == "F64" else {
+            throw CheckpointError.unsupportedDType(path: path, tensor: name, dtype: "\(r.dtype) (a float64 tensor was expected)")
+        }
+        let n = e.elementCount
+        guard let bytes = file.bytes(at: r.start, count: n * 8) else {
+            throw CheckpointError.tensorOutOfBounds(path: path, tensor: name, detail: "offset \(r.start)")
+        }
+        return (0..<n).map { bytes.loadUnaligned(fromByteOffset: 8 * $0, as: Double.self) }
+    }
+
     /// A `HeaderJSON` failure as the checkpoint error that names the file, the key and the byte.
     static func error(_ f: HeaderJSON.Failure, path: String, in what: String, base: Int, duplicate noun: String) -> CheckpointError {
         switch f {

@@ -1,0 +1,150 @@
+// The slurm/ templates on a real one-node Slurm cluster: same scores as mpirun, and the checkpoint/requeue plumbing.
+import Foundation
+import XCTest
+
+final class SlurmTests: XCTestCase {
+    struct SlurmUnavailable: Error {}
+
+    static let cluster = CLI.repoRoot.appendingPathComponent("scripts/slurm-cluster.sh").path
+
+    /// Path of a Slurm client command; fails (never skips) when Slurm is not installed.
+    func tool(_ name: String, file: StaticString = #filePath, line: UInt = #line) throws -> String {
+        for dir in ["/usr/bin", "/usr/local/bin", "/usr/sbin"] where FileManager.default.isExecutableFile(atPath: "\(dir)/\(name)") {
+            return "\(dir)/\(name)"
+        }
+        XCTFail("Slurm is not installed (no \(name)): run `make setup-slurm` (scripts/setup.sh --slurm)", file: file, line: line)
+        throw SlurmUnavailable()
+    }
+
+    /// `scripts/slurm-cluster.sh start` (idempotent): munged, slurmctld, slurmd, node idle.
+    func startCluster(file: StaticString = #filePath, line: UInt = #line) throws {
+        _ = try tool("sbatch", file: file, line: line)
+        let r = try CLI.launch("/bin/bash", [Self.cluster, "start"], environment: [:], timeout: 180)
+        guard r.status == 0 else {
+            XCTFail("cannot start the one-node Slurm cluster (scripts/slurm-cluster.sh start, exit \(r.status)):\n\(r.stdout)\(r.stderr)",
+                    file: file, line: line)
+            throw SlurmUnavailable()
+        }
+    }
+
+    /// Slurm command output, trimmed ("" on failure).
+    func slurm(_ name: String, _ args: [String]) -> String {
+        guard let path = try? tool(name), let r = try? CLI.launch(path, args, environment: [:], timeout: 60), r.status == 0 else { return "" }
+        return r.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    /// Cancels every job named `name` (after a timeout, so nothing is left in the queue).
+    func cancel(jobName name: String) {
+        _ = slurm("scancel", ["--name", name])
+    }
+
+    /// `sbatch --wait` of the one-node template with configs/tiny.yaml, 2 tasks, the repo's
+    /// release binary: exit 0, and scores.safetensors byte-identical to `mpirun -np 2`.
+    func testOneNodeTemplateMatchesMpirunBitForBit() throws {
+        _ = try CLI.asset("models/SmolLM2-135M-Instruct.Q4_1.gguf")
+        try startCluster()
+        let sbatch = try tool("sbatch")
+        let dir = try CLI.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let slurmOut = dir.appendingPathComponent("slurm").path
+        let log = dir.appendingPathComponent("job.log").path
+        let name = "cnl-test-\(UUID().uuidString.prefix(8))"
+        let cnl = CLI.repoRoot.appendingPathComponent(".build/release/cnl").path
+
+        let started = Date()
+        // --time: Slurm itself ends a stuck job; the launch timeout ends a stuck sbatch.
+        let job = try CLI.launch(sbatch, ["--wait", "--job-name=\(name)", "--nodes=1", "--ntasks-per-node=2", "--cpus-per-task=1",
+                                          "--overcommit", "--time=20", "--output=\(log)", "--export=ALL,CNL_BIN=\(cnl)",
+                                          "slurm/locate-one-node.sbatch", "configs/tiny.yaml", slurmOut],
+                                 environment: [:], timeout: 1500)
+        let wall = Date().timeIntervalSince(started)
+        if job.status == -1 { cancel(jobName: name) }
+        let jobLog = (try? String(contentsOfFile: log, encoding: .utf8)) ?? "(no log at \(log))"
+        XCTAssertNotEqual(job.status, -1, "sbatch --wait timed out; job log:\n\(jobLog)")
+        XCTAssertEqual(job.status, 0, "sbatch --wait: \(job.stdout)\(job.stderr)\njob log:\n\(jobLog)")
+        guard job.status == 0 else { return }
+        XCTAssertTrue(jobLog.contains("2 ranks"), jobLog)
+        let report = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: slurmOut + "/report.json"))) as! [String: Any]
+        XCTAssertEqual(report["ranks"] as? Int, 2, "the srun step is one MPI job of 2 ranks")
+        print("slurm: sbatch --wait of slurm/locate-one-node.sbatch (tiny, 2 tasks): exit \(job.status), \(String(format: "%.1f", wall)) s wall")
+
+        let mpiOut = dir.appendingPathComponent("mpirun").path
+        let plain = try CLI.mpirun(2, ["locate", "--config", "configs/tiny.yaml", "--output", mpiOut], timeout: 1200)
+        XCTAssertEqual(plain.status, 0, plain.stderr)
+        guard plain.status == 0 else { return }
+        let viaSlurm = try Data(contentsOf: URL(fileURLWithPath: slurmOut + "/scores.safetensors"))
+        let viaMpirun = try Data(contentsOf: URL(fileURLWithPath: mpiOut + "/scores.safetensors"))
+        XCTAssertGreaterThan(viaSlurm.count, 1_000_000)
+        XCTAssertTrue(viaSlurm == viaMpirun, "scores.safetensors under srun --mpi=pmix differs from mpirun -np 2")
+        print("slurm: scores.safetensors (\(viaSlurm.count) bytes) byte-identical to mpirun -np 2: \(viaSlurm == viaMpirun)")
+    }
+
+    /// The templates' trap, with a stand-in for cnl (a shell script with cnl's signal contract:
+    /// on USR1/TERM write a checkpoint and exit 75; with a checkpoint present, finish with 0).
+    /// A USR1 to the batch shell (what --signal=B:USR1@120 sends) reaches both ranks through
+    /// srun, the job requeues itself, and the rerun resumes and ends the job with exit 0.
+    func testSignalCheckpointsRequeuesAndResumes() throws {
+        try startCluster()
+        let sbatch = try tool("sbatch")
+        let dir = try CLI.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let out = dir.appendingPathComponent("run").path
+        let log = dir.appendingPathComponent("job.log").path
+        let stub = dir.appendingPathComponent("stub-cnl").path
+        try """
+        #!/usr/bin/env bash
+        out=""; while [ $# -gt 0 ]; do [ "$1" = --output ] && { out=$2; shift; }; shift; done
+        mkdir -p "$out"; r=$SLURM_PROCID
+        if [ -f "$out/ckpt.$r" ]; then echo "rank $r resumed"; touch "$out/done.$r"; exit 0; fi
+        trap 'echo "rank $r checkpoint"; touch "$out/ckpt.$r"; exit 75' USR1 TERM
+        touch "$out/ready.$r"
+        while :; do sleep 0.1 & wait $!; done
+        """.write(toFile: stub, atomically: true, encoding: .utf8)
+        chmod(stub, 0o755)
+        let config = dir.appendingPathComponent("config.yaml").path
+        try "steps: 1\n".write(toFile: config, atomically: true, encoding: .utf8)
+        let name = "cnl-test-\(UUID().uuidString.prefix(8))"
+
+        final class Box: @unchecked Sendable { var result: CLIResult?; var error: Error? }
+        let box = Box()
+        let done = DispatchSemaphore(value: 0)
+        Thread {
+            do {
+                box.result = try CLI.launch(sbatch, ["--wait", "--job-name=\(name)", "--nodes=1", "--ntasks-per-node=2", "--overcommit",
+                                                     "--time=10", "--output=\(log)", "--export=ALL,CNL_BIN=\(stub)",
+                                                     "slurm/locate-one-node.sbatch", config, out], environment: [:], timeout: 600)
+            } catch { box.error = error }
+            done.signal()
+        }.start()
+        defer { if done.wait(timeout: .now() + 1) == .timedOut { cancel(jobName: name) } }
+
+        func waitFor(_ what: String, seconds: Double, _ condition: () -> Bool) -> Bool {
+            let deadline = Date().addingTimeInterval(seconds)
+            while Date() < deadline { if condition() { return true }; Thread.sleep(forTimeInterval: 0.25) }
+            XCTFail("timed out waiting for \(what); log:\n\((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")")
+            return false
+        }
+        let fm = FileManager.default
+        guard waitFor("both ranks to start", seconds: 120, { fm.fileExists(atPath: out + "/ready.0") && fm.fileExists(atPath: out + "/ready.1") })
+        else { cancel(jobName: name); return }
+        let id = slurm("squeue", ["-h", "-n", name, "-o", "%i"])
+        XCTAssertFalse(id.isEmpty, "job \(name) not in squeue")
+        _ = slurm("scancel", ["--signal=USR1", "--batch", id])
+        // Slurm holds a requeued job back (BeginTime ≈ now + 2 min); let it start at once.
+        guard waitFor("the job to be requeued", seconds: 60, { slurm("squeue", ["-h", "-j", id, "-o", "%T"]) == "PENDING" })
+        else { cancel(jobName: name); return }
+        _ = slurm("scontrol", ["update", "JobId=\(id)", "BeginTime=now"])
+        guard done.wait(timeout: .now() + 300) == .success else { XCTFail("sbatch --wait did not return"); cancel(jobName: name); return }
+        if let error = box.error { throw error }
+        let r = try XCTUnwrap(box.result)
+        let jobLog = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+        XCTAssertEqual(r.status, 0, "\(r.stdout)\(r.stderr)\nlog:\n\(jobLog)")
+        for rank in 0..<2 {
+            XCTAssertTrue(fm.fileExists(atPath: out + "/ckpt.\(rank)"), "rank \(rank) got the forwarded USR1:\n\(jobLog)")
+            XCTAssertTrue(fm.fileExists(atPath: out + "/done.\(rank)"), "rank \(rank) resumed in the rerun:\n\(jobLog)")
+        }
+        XCTAssertTrue(jobLog.contains("requeueing job \(id)"), jobLog)
+        XCTAssertTrue(jobLog.contains("restart 1"), "one log appended across the requeue:\n\(jobLog)")
+        XCTAssertTrue(slurm("scontrol", ["show", "job", id]).contains("Restarts=1"))
+    }
+}
