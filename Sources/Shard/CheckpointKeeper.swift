@@ -48,9 +48,20 @@ public final class CheckpointKeeper {
 
     public func write() throws { lock.lock(); defer { lock.unlock() }; try writeLocked() }
 
+    /// Fault injection for the test suite: CNL_TEST_CRASH_DURING_CHECKPOINT=k makes this process
+    /// die (status 86) halfway through writing its k-th checkpoint, as a node failure would.
+    static let crashAtWrite = ProcessInfo.processInfo.environment["CNL_TEST_CRASH_DURING_CHECKPOINT"].flatMap(Int.init)
+
     private func writeLocked() throws {
         try store?.flush()
-        try RunCheckpoint(header: header, sums: sums).write(to: path)
+        let checkpoint = RunCheckpoint(header: header, sums: sums)
+        if let k = Self.crashAtWrite, writes + 1 == k {
+            let bytes = try checkpoint.encoded()
+            _ = FileManager.default.createFile(atPath: path + ".tmp-\(getpid())", contents: bytes.prefix(bytes.count / 2))
+            FileHandle.standardError.write(Data("cnl: test fault: crashing while writing checkpoint \(k) to \(path)\n".utf8))
+            _exit(86)
+        }
+        try checkpoint.write(to: path)
         sinceLast = 0
         writes += 1
     }

@@ -27,7 +27,7 @@ public enum StorePrecision: String, Codable, Sendable, CaseIterable {
     }
 
     /// Round to nearest even on the dropped 16 bits (as torch's float → bfloat16); NaN stays NaN.
-    static func bfloat16(_ f: Float) -> UInt16 {
+    public static func bfloat16(_ f: Float) -> UInt16 {
         let b = f.bitPattern
         if f.isNaN { return UInt16(b >> 16) | 0x40 }
         let rounded = b &+ 0x7FFF &+ ((b >> 16) & 1)

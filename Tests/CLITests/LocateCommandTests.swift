@@ -208,7 +208,7 @@ final class LocateCommandTests: XCTestCase {
             let deadline = Date().addingTimeInterval(120)
             while Date() < deadline {
                 Thread.sleep(forTimeInterval: 0.5)
-                if let pid = Self.processWithEnvironment("OMPI_COMM_WORLD_RANK=1", binary: CLI.binary) {
+                if let pid = Self.processWithEnvironment("OMPI_COMM_WORLD_RANK=1", binary: CLI.binary, argument: out.path) {
                     Thread.sleep(forTimeInterval: 6)
                     if kill(pid, SIGKILL) == 0 { fired.pid = pid }
                     return
@@ -225,13 +225,16 @@ final class LocateCommandTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: out.appendingPathComponent("scores.safetensors").path))
     }
 
-    /// A running process of `binary` whose environment holds `entry` (Linux /proc).
-    static func processWithEnvironment(_ entry: String, binary: String) -> pid_t? {
+    /// A running process of `binary` whose environment holds `entry` and whose command line
+    /// contains `argument` (a test's unique output directory, so other runs are never hit).
+    static func processWithEnvironment(_ entry: String, binary: String, argument: String) -> pid_t? {
         guard let pids = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return nil }
         for p in pids {
             guard let pid = pid_t(p),
                   let exe = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(p)/exe"),
                   URL(fileURLWithPath: exe).resolvingSymlinksInPath().path == URL(fileURLWithPath: binary).resolvingSymlinksInPath().path,
+                  let cmdline = FileManager.default.contents(atPath: "/proc/\(p)/cmdline"),
+                  cmdline.split(separator: 0).contains(where: { String(decoding: $0, as: UTF8.self) == argument }),
                   let env = FileManager.default.contents(atPath: "/proc/\(p)/environ") else { continue }
             if env.split(separator: 0).contains(where: { String(decoding: $0, as: UTF8.self) == entry }) { return pid }
         }
