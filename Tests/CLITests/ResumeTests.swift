@@ -134,8 +134,9 @@ final class ResumeTests: XCTestCase {
         r = try attempt(["--steps", "2"])
         XCTAssertNotEqual(r.status, 0)
         XCTAssertTrue(r.stderr.contains("checkpoint of a different run") && r.stderr.contains("steps (this run: 2, checkpoint: 3)"), r.stderr)
-        r = try attempt(["--data", "configs/tiny.yaml"])
-        XCTAssertNotEqual(r.status, 0, "a YAML file is not data")
+        r = try attempt(["--limit", "7"])
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertTrue(r.stderr.contains("samples (this run: 7, checkpoint: 8)"), r.stderr)
         for line in r.stderr.split(separator: "\n") where line.hasPrefix("cnl: error") { print("refused: \(line)") }
         XCTAssertFalse(FileManager.default.fileExists(atPath: out.appendingPathComponent("report.json").path))
         r = try attempt()
@@ -176,6 +177,25 @@ final class ResumeTests: XCTestCase {
         let six = results.first { ($0["sigma"] as? Double) == 6 }!
         XCTAssertEqual(try JSONSerialization.data(withJSONObject: mine[0], options: .sortedKeys),
                        try JSONSerialization.data(withJSONObject: six, options: .sortedKeys))
+        // The README's Python reader of the store, run as documented: the mean of the stored
+        // (f64) per-sample scores is the run's Score.
+        let readme = try String(contentsOf: CLI.repoRoot.appendingPathComponent("README.md"), encoding: .utf8)
+        let afterTitle = try XCTUnwrap(readme.range(of: "Reading the store from Python"))
+        let open = try XCTUnwrap(readme.range(of: "```python\n", range: afterTitle.upperBound..<readme.endIndex))
+        let close = try XCTUnwrap(readme.range(of: "```", range: open.upperBound..<readme.endIndex))
+        var snippet = String(readme[open.upperBound..<close.lowerBound])
+        XCTAssertTrue(snippet.contains("run = \"runs/gsm8k-final\""))
+        snippet = "import sys\n" + snippet.replacingOccurrences(of: "run = \"runs/gsm8k-final\"", with: "run = sys.argv[1]") + """
+        from safetensors.numpy import load_file
+        mean = np.mean([scores[i] for i in sorted(scores)], axis=0)
+        ref = load_file(run + "/scores.safetensors")["Score"]
+        assert len(scores) == 8 and mean.shape == (30, 1536)
+        assert np.abs(mean - ref).max() <= 1e-12 * np.abs(ref).max(), np.abs(mean - ref).max()
+        print("README reader ok")
+        """
+        let py = try CLI.python(["-c", snippet, out.path])
+        XCTAssertEqual(py.status, 0, py.stderr + py.stdout)
+        XCTAssertTrue(py.stdout.contains("README reader ok"))
         let bad = try CLI.run(["converge", out.path, "--grid", "9"])
         XCTAssertNotEqual(bad.status, 0)
         XCTAssertTrue(bad.stderr.contains("--grid"), bad.stderr)

@@ -66,7 +66,10 @@ final class SlurmTests: XCTestCase {
         XCTAssertTrue(jobLog.contains("2 ranks"), jobLog)
         let report = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: slurmOut + "/report.json"))) as! [String: Any]
         XCTAssertEqual(report["ranks"] as? Int, 2, "the srun step is one MPI job of 2 ranks")
-        print("slurm: sbatch --wait of slurm/locate-one-node.sbatch (tiny, 2 tasks): exit \(job.status), \(String(format: "%.1f", wall)) s wall")
+        // The job's own run time (sbatch --wait polls the controller, so its wall time is longer).
+        let info = slurm("scontrol", ["show", "job", "--oneliner", slurm("squeue", ["-h", "-t", "all", "-n", name, "-o", "%i"])])
+        let runTime = info.split(separator: " ").first { $0.hasPrefix("RunTime=") } ?? "RunTime=?"
+        print("slurm: sbatch --wait of slurm/locate-one-node.sbatch (tiny, 2 tasks): exit \(job.status), \(String(format: "%.1f", wall)) s wall, job \(runTime)")
 
         let mpiOut = dir.appendingPathComponent("mpirun").path
         let plain = try CLI.mpirun(2, ["locate", "--config", "configs/tiny.yaml", "--output", mpiOut], timeout: 1200)
@@ -133,7 +136,8 @@ final class SlurmTests: XCTestCase {
         // Slurm holds a requeued job back (BeginTime ≈ now + 2 min); let it start at once.
         guard waitFor("the job to be requeued", seconds: 60, { slurm("squeue", ["-h", "-j", id, "-o", "%T"]) == "PENDING" })
         else { cancel(jobName: name); return }
-        _ = slurm("scontrol", ["update", "JobId=\(id)", "BeginTime=now"])
+        let update = try CLI.launch(try tool("scontrol"), ["update", "JobId=\(id)", "StartTime=now"], environment: [:], timeout: 60)
+        XCTAssertEqual(update.status, 0, "scontrol update StartTime=now: \(update.stderr)")
         guard done.wait(timeout: .now() + 300) == .success else { XCTFail("sbatch --wait did not return"); cancel(jobName: name); return }
         if let error = box.error { throw error }
         let r = try XCTUnwrap(box.result)
