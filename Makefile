@@ -16,7 +16,7 @@ run: setup assets build
 	  mpirun --oversubscribe -np $(NP) $(CNL) locate --config $(CONFIG) --force
 
 ## Every test: Swift unit and parity tests against HF transformers oracles.
-test: setup-oracle assets fixtures build-tests
+test: setup-oracle setup-slurm assets fixtures build-tests
 	swift test -c release --skip-build
 
 setup:
@@ -24,6 +24,10 @@ setup:
 
 setup-oracle:
 	scripts/setup.sh --oracle
+
+## Slurm + munge + the pmix plugin (SlurmTests start the one-node cluster: scripts/slurm-cluster.sh).
+setup-slurm:
+	scripts/setup.sh --slurm
 
 assets:
 	scripts/fetch-assets.sh

@@ -56,6 +56,7 @@ public enum LocalizationRun {
         let started = Date()
         let mpi = try MPIContext()
         defer { mpi.finalize() }
+        CheckpointKeeper.catchStopSignals()
         let threads = blasThreads(requested: request.threads, mpi: mpi)
         BLASThreads.set(threads)
 

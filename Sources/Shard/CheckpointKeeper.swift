@@ -66,12 +66,20 @@ public final class CheckpointKeeper {
         writes += 1
     }
 
+    /// Catches SIGUSR1/SIGTERM from the start of a run, before any keeper exists: a signal during
+    /// planning or model loading is then acted on as soon as the keeper watches (it checkpoints
+    /// what earlier jobs finished and exits with `requeueStatus`), instead of killing the rank
+    /// with a status the batch script would not requeue.
+    public static func catchStopSignals() {
+        signal(SIGUSR1) { _ in stopSignal = 1 }
+        signal(SIGTERM) { _ in stopSignal = 1 }
+    }
+
     /// From now on SIGUSR1 or SIGTERM makes this process write its checkpoint (of the samples
     /// finished so far; the one in progress is dropped) and exit with `requeueStatus` within a
     /// fraction of a second, even in the middle of a long sample.
     public func watchSignals(rank: Int) {
-        signal(SIGUSR1) { _ in stopSignal = 1 }
-        signal(SIGTERM) { _ in stopSignal = 1 }
+        Self.catchStopSignals()
         let t = Thread { [self] in
             while stopSignal == 0 { usleep(100_000) }
             lock.lock()
