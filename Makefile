@@ -4,7 +4,7 @@ SHELL := /bin/bash
 MODEL ?= .assets/models/SmolLM2-135M-Instruct.Q4_1.gguf
 CNL := .build/release/cnl
 
-.PHONY: run test setup setup-oracle assets fixtures build build-tests bench
+.PHONY: run test setup setup-oracle setup-slurm assets fixtures build build-tests bench
 
 ## The default job: localize GSM8K's capability neurons in SmolLM2 (64 samples, final answers)
 ## with a real `mpirun` of NP ranks, one BLAS thread each, then print the report. --force: a
