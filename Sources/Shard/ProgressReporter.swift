@@ -26,7 +26,7 @@ public final class ProgressReporter {
         let now = Date()
         let finished = done >= total
         if isTerminal {
-            write("\r" + line(done: done, now: now, bar: true) + (finished ? "\n" : ""))
+            write("\r" + line(done: done, now: now, bar: true) + "\u{1B}[K" + (finished ? "\n" : ""))
         } else if finished || now.timeIntervalSince(lastPrint) >= interval {
             lastPrint = now
             write(line(done: done, now: now, bar: false) + "\n")
