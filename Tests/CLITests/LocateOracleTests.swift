@@ -13,7 +13,7 @@ final class LocateOracleTests: XCTestCase {
         let dir = try CLI.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
         let out = dir.appendingPathComponent("run").path
-        let r = try CLI.mpirun(2, ["locate", "--config", "configs/gsm8k-final.yaml", "--limit", "8", "--sigma", "6", "--output", out])
+        let r = try CLI.mpirun(2, ["locate", "--config", "configs/gsm8k-final.yaml", "--limit", "8", "--grid", "2,4", "--sigma", "6", "--output", out])
         XCTAssertEqual(r.status, 0, r.stderr)
         guard r.status == 0 else { return }
         let got = try SafetensorsFile(path: out + "/scores.safetensors").readDoubles("Score")
