@@ -134,7 +134,7 @@ final class ResumeTests: XCTestCase {
         r = try attempt(["--steps", "2"])
         XCTAssertNotEqual(r.status, 0)
         XCTAssertTrue(r.stderr.contains("checkpoint of a different run") && r.stderr.contains("steps (this run: 2, checkpoint: 3)"), r.stderr)
-        r = try attempt(["--limit", "7"])
+        r = try attempt(["--limit", "7", "--grid", "2,3"])
         XCTAssertNotEqual(r.status, 0)
         XCTAssertTrue(r.stderr.contains("samples (this run: 7, checkpoint: 8)"), r.stderr)
         for line in r.stderr.split(separator: "\n") where line.hasPrefix("cnl: error") { print("refused: \(line)") }
