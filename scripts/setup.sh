@@ -4,31 +4,24 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-need_apt=()
-for pkg in libopenmpi-dev openmpi-bin libopenblas-dev libzstd-dev pkg-config; do
-    dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
-done
-if [ ${#need_apt[@]} -gt 0 ]; then
-    echo "setup: installing ${need_apt[*]}"
-    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-    $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
-fi
+# Installs the Debian packages among "$@" that are missing (quiet when none are).
+apt_install() {
+    local need=() pkg
+    for pkg in "$@"; do dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg"); done
+    [ ${#need[@]} -eq 0 ] && return 0
+    echo "setup: installing ${need[*]}"
+    local sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
+}
+
+apt_install libopenmpi-dev openmpi-bin libopenblas-dev libzstd-dev pkg-config
 
 if [ "${1:-}" = "--slurm" ]; then
     # A real one-node Slurm cluster for the sbatch templates and SlurmTests (started by
     # scripts/slurm-cluster.sh). Debian's slurm-wlm ships mpi/pmix (linked to libpmix2), the
     # only launch that works with Debian's Open MPI: `srun --mpi=list` must show it.
-    need_slurm=()
-    for pkg in slurm-wlm munge slurm-wlm-basic-plugins libpmix2; do
-        dpkg -s "$pkg" >/dev/null 2>&1 || need_slurm+=("$pkg")
-    done
-    if [ ${#need_slurm[@]} -gt 0 ]; then
-        echo "setup: installing ${need_slurm[*]}"
-        SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-        $SUDO apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_slurm[@]}" >/dev/null
-    fi
+    apt_install slurm-wlm munge slurm-wlm-basic-plugins libpmix2
     # srun needs some slurm.conf even to list plugins: probe with a throwaway one.
     probe=$(mktemp -d)
     printf 'ClusterName=probe\nSlurmctldHost=localhost\nNodeName=localhost CPUs=1\nPartitionName=p Nodes=localhost\n' >"$probe/slurm.conf"
