@@ -98,18 +98,16 @@ final class SlurmTests: XCTestCase {
         let cnl = CLI.repoRoot.appendingPathComponent(".build/release/cnl").path
         let name = "cnl-test-\(UUID().uuidString.prefix(8))"
 
-        final class Box: @unchecked Sendable { var result: CLIResult?; var error: Error? }
-        let box = Box()
-        let done = DispatchSemaphore(value: 0)
-        Thread {
-            do {
-                box.result = try CLI.launch(sbatch, ["--wait", "--job-name=\(name)", "--nodes=1", "--ntasks-per-node=2", "--overcommit",
-                                                     "--time=20", "--output=\(log)", "--export=ALL,CNL_BIN=\(cnl)",
-                                                     "slurm/locate-one-node.sbatch", "configs/tiny.yaml", out], environment: [:], timeout: 1200)
-            } catch { box.error = error }
-            done.signal()
-        }.start()
-        defer { if done.wait(timeout: .now() + 1) == .timedOut { cancel(jobName: name) } }
+        // Not `sbatch --wait`: it may return as soon as the job is requeued. The job's state is
+        // polled instead until the requeued run has finished.
+        let submitted = try CLI.launch(sbatch, ["--parsable", "--job-name=\(name)", "--nodes=1", "--ntasks-per-node=2", "--overcommit",
+                                                "--time=20", "--output=\(log)", "--export=ALL,CNL_BIN=\(cnl)",
+                                                "slurm/locate-one-node.sbatch", "configs/tiny.yaml", out], environment: [:], timeout: 120)
+        XCTAssertEqual(submitted.status, 0, submitted.stderr)
+        let id = submitted.stdout.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: ";").first.map(String.init) ?? ""
+        guard submitted.status == 0, !id.isEmpty else { return }
+        var finished = false
+        defer { if !finished { _ = slurm("scancel", [id]) } }
 
         func waitFor(_ what: String, seconds: Double, _ condition: () -> Bool) -> Bool {
             let deadline = Date().addingTimeInterval(seconds)
@@ -117,28 +115,30 @@ final class SlurmTests: XCTestCase {
             XCTFail("timed out waiting for \(what); log:\n\((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")")
             return false
         }
+        func job() -> String { slurm("scontrol", ["show", "job", "--oneliner", id]) }
+        func field(_ key: String) -> String? {
+            job().split(separator: " ").first { $0.hasPrefix(key + "=") }.map { String($0.dropFirst(key.count + 1)) }
+        }
         // The root's first checkpoint marks the end of planning; a few seconds later both ranks are attributing.
         guard waitFor("the run to start", seconds: 180, { FileManager.default.fileExists(atPath: out + "/checkpoints/g0-r0.cnlck") })
-        else { cancel(jobName: name); return }
+        else { return }
         Thread.sleep(forTimeInterval: 6)
-        let id = slurm("squeue", ["-h", "-n", name, "-o", "%i"])
-        XCTAssertFalse(id.isEmpty, "job \(name) not in squeue")
         _ = slurm("scancel", ["--signal=USR1", "--batch", id])
         // Slurm holds a requeued job back (BeginTime ≈ now + 2 min); let it start at once.
-        guard waitFor("the job to be requeued", seconds: 120, { slurm("squeue", ["-h", "-j", id, "-o", "%T"]) == "PENDING" })
-        else { cancel(jobName: name); return }
+        guard waitFor("the job to be requeued", seconds: 120, { field("JobState") == "PENDING" && field("Restarts") == "1" }) else { return }
         let update = try CLI.launch(try tool("scontrol"), ["update", "JobId=\(id)", "StartTime=now"], environment: [:], timeout: 60)
         XCTAssertEqual(update.status, 0, "scontrol update StartTime=now: \(update.stderr)")
-        guard done.wait(timeout: .now() + 900) == .success else { XCTFail("sbatch --wait did not return"); cancel(jobName: name); return }
-        if let error = box.error { throw error }
-        let r = try XCTUnwrap(box.result)
+        let ended = ["COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY"]
+        guard waitFor("the requeued job to finish", seconds: 900, { field("JobState").map(ended.contains) ?? false }) else { return }
+        finished = true
         let jobLog = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
-        XCTAssertEqual(r.status, 0, "\(r.stdout)\(r.stderr)\nlog:\n\(jobLog)")
+        XCTAssertEqual(field("JobState"), "COMPLETED", "\(job())\nlog:\n\(jobLog)")
+        XCTAssertEqual(field("ExitCode"), "0:0", jobLog)
+        XCTAssertEqual(field("Restarts"), "1")
         XCTAssertTrue(jobLog.contains("requeueing job \(id)"), jobLog)
         XCTAssertTrue(jobLog.contains("rank 0: stop signal; checkpointed") && jobLog.contains("rank 1: stop signal; checkpointed"),
                       "both ranks checkpointed:\n\(jobLog)")
         XCTAssertTrue(jobLog.contains("resuming"), "the rerun resumed:\n\(jobLog)")
-        XCTAssertTrue(slurm("scontrol", ["show", "job", id]).contains("Restarts=1"))
         let report = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out + "/report.json"))) as! [String: Any]
         print("slurm: USR1 → checkpoint → requeue → resume: \(report["samples_from_checkpoints"] ?? "?") of 8 samples from checkpoints")
         let scores = try Data(contentsOf: URL(fileURLWithPath: out + "/scores.safetensors"))
