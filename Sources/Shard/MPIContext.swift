@@ -76,7 +76,6 @@ public final class MPIContext {
         exit(code)
     }
 
-    public func barrier() throws { try check("MPI_Barrier", MPI_Barrier(comm)) }
 
     // MARK: Collectives (each checked; every rank must call them in the same order)
 

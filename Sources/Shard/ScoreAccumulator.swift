@@ -40,21 +40,13 @@ public struct ScoreAccumulator: Sendable, Equatable {
         }
     }
 
-    mutating func replaceBucket(_ i: Int, _ b: ExactAccumulator) { buckets[i] = b }
+    /// Adds another accumulator's sums into bucket `i` (merging checkpoints).
+    public mutating func mergeBucket(_ i: Int, _ other: ExactAccumulator) { buckets[i].merge(other) }
 
     /// The exact sum of the given buckets.
     public func merged(_ indices: some Sequence<Int>) -> ExactAccumulator {
         var total = ExactAccumulator(count: scoreCount)
         for i in indices { total.merge(buckets[i]) }
         return total
-    }
-}
-
-extension ScoreAccumulator {
-    /// Adds another accumulator's sums into bucket `i` (merging checkpoints).
-    public mutating func mergeBucket(_ i: Int, _ other: ExactAccumulator) {
-        var b = buckets[i]
-        b.merge(other)
-        replaceBucket(i, b)
     }
 }
