@@ -5,7 +5,7 @@ import XCTest
 final class LocateCommandTests: XCTestCase {
     static let model = ".assets/models/SmolLM2-135M-Instruct.Q4_1.gguf"
 
-    /// The tiny config (8 GSM8K samples, S = 3) as one process and under mpirun with 1–4 ranks
+    /// The tiny config (8 GSM8K samples, 2 answer tokens each, S = 3) as one process and under mpirun with 1–4 ranks
     /// (oversubscribed): scores.safetensors must be byte-identical and the metrics identical.
     func testRankCountsGiveIdenticalScoresAndMetrics() throws {
         _ = try CLI.asset("models/SmolLM2-135M-Instruct.Q4_1.gguf")

@@ -1,19 +1,20 @@
-// `cnl locate` on 8 GSM8K samples against the float64 PyTorch Eq. 7 (HF modules, hooks, autograd), averaged.
+// `cnl locate` on 4 GSM8K samples against the float64 PyTorch Eq. 7 (HF modules, hooks, autograd), averaged.
 import Coordinator
 import Foundation
 import XCTest
 
 final class LocateOracleTests: XCTestCase {
-    /// The default config cut to its first 8 samples, run under `mpirun -np 2`: Score must equal
-    /// the mean of the oracle's per-sample scores (scripts/oracle/fixtures_locate.py) to relative
-    /// L2 ≤ 2e-4, with the same σ = 6 mask.
+    /// The default config over the oracle's 4 GSM8K lines (scripts/oracle/fixtures_locate.py
+    /// writes them beside its reference), run under `mpirun -np 2`: Score must equal the mean of
+    /// the oracle's per-sample scores to relative L2 ≤ 2e-4, with the same σ = 6 mask.
     func testScoresEqualTheMeanOfFloat64PyTorchScores() throws {
         let reference = try SafetensorsFile(path: try CLI.asset("oracle/locate/reference.safetensors"))
+        let data = try CLI.asset("oracle/locate/data.jsonl")
         let expected = try reference.readDoubles("Score")
         let dir = try CLI.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
         let out = dir.appendingPathComponent("run").path
-        let r = try CLI.mpirun(2, ["locate", "--config", "configs/gsm8k-final.yaml", "--limit", "8", "--grid", "2,4", "--sigma", "6", "--output", out])
+        let r = try CLI.mpirun(2, ["locate", "--config", "configs/gsm8k-final.yaml", "--data", data, "--grid", "1,2", "--sigma", "6", "--output", out])
         XCTAssertEqual(r.status, 0, r.stderr)
         guard r.status == 0 else { return }
         let got = try SafetensorsFile(path: out + "/scores.safetensors").readDoubles("Score")
@@ -26,7 +27,7 @@ final class LocateOracleTests: XCTestCase {
         }
         let relL2 = (num / den).squareRoot()
         let maxScore = expected.map(abs).max()!
-        print(String(format: "locate vs float64 PyTorch mean of 8 samples: relative L2 %.2e, max|Δ|/max|score| %.2e", relL2, worst / maxScore))
+        print(String(format: "locate vs float64 PyTorch mean of 4 samples: relative L2 %.2e, max|Δ|/max|score| %.2e", relL2, worst / maxScore))
         XCTAssertLessThanOrEqual(relL2, 2e-4)
         let ours = NeuronMask(scores: got, layers: 30, ffnWidth: 1536, sigma: 6)
         let theirs = NeuronMask(scores: expected, layers: 30, ffnWidth: 1536, sigma: 6)
@@ -34,9 +35,9 @@ final class LocateOracleTests: XCTestCase {
         XCTAssertEqual(ours.located, theirs.located)
         // The samples are the oracle's: same token counts.
         let report = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out + "/report.json"))) as! [String: Any]
-        let data = report["data"] as! [String: Any]
+        let counts = report["data"] as! [String: Any]
         let lengths = try reference.readIntegers("prompt_lengths")
-        XCTAssertEqual((data["prompt_tokens"] as! [String: Any])["max"] as? Int, lengths.max())
-        XCTAssertEqual((data["prompt_tokens"] as! [String: Any])["min"] as? Int, lengths.min())
+        XCTAssertEqual((counts["prompt_tokens"] as! [String: Any])["max"] as? Int, lengths.max())
+        XCTAssertEqual((counts["prompt_tokens"] as! [String: Any])["min"] as? Int, lengths.min())
     }
 }

@@ -8,8 +8,10 @@ only the rows that patch that layer.
 
 - Random-weight models: every row is the full sequence z_m (no cache): this also checks that the
   clean prefix may be cached.
-- SmolLM2 (2 GSM8K samples, final answers): the clean prefix z_m[:p_m] runs once and HF's own
-  KV cache carries it (a float64 full-sequence run would take hours per sample).
+- SmolLM2 (GSM8K test rows SMOLLM2_ROWS with the `cnl locate` template, final answers): the
+  clean prefix z_m[:p_m] runs once and HF's own KV cache carries it (a float64 full-sequence run
+  would take hours per sample). They are the two cheapest of fixtures_locate.py's samples, which
+  reuses their scores.
 
 Also: central finite differences (float64) of P at a few (m, l, j, alpha), for the gradient
 check. Output: .assets/oracle/attribution/<name>/reference.safetensors
@@ -60,6 +62,7 @@ def float64_throughout():
     modeling_gptj.GPTJAttention._attn = gptj_attn
 OUT = os.path.join(common.ORACLE, TOPIC)
 S = 19
+SMOLLM2_ROWS = [1, 18]     # one-digit answers (2 tokens) with the shortest questions: ~35 s each
 
 
 def hooked_modules(model):
@@ -233,6 +236,15 @@ def fd_points_from(grads, rng, k=6):
     return pts
 
 
+def locate_sample_tokens(tok, row):
+    """A GSM8K row as `cnl locate --config configs/gsm8k-final.yaml` tokenizes it: prompt
+    "Question: <question>\nAnswer:" with the tokenizer's special tokens, answer " <final answer>"
+    (after the last "####", stripped) without them."""
+    prompt = tok("Question: " + row["question"] + "\nAnswer:")["input_ids"]
+    answer = tok(" " + row["answer"].split("####")[-1].strip(), add_special_tokens=False)["input_ids"]
+    return [int(t) for t in prompt], [int(t) for t in answer]
+
+
 def smollm2_float64(gdir, gname):
     """SmolLM2 as a plain float64 LlamaForCausalLM: gguf-py dequantizes every tensor, q/k rows
     are un-permuted back to HF's layout (llama.cpp's converter interleaves them). transformers'
@@ -292,9 +304,9 @@ def main():
     tok = T.AutoTokenizer.from_pretrained(gdir, gguf_file=gname)
     model = smollm2_float64(gdir, gname)
     samples = []
-    for i, r in enumerate(common.gsm8k_rows(2)):
-        prompt = tok(r["question"] + "\nAnswer:")["input_ids"]
-        answer = tok(" " + r["answer"].split("####")[-1].strip(), add_special_tokens=False)["input_ids"]
+    rows = common.gsm8k_rows(max(SMOLLM2_ROWS) + 1)
+    for i, r in enumerate(rows[k] for k in SMOLLM2_ROWS):
+        prompt, answer = locate_sample_tokens(tok, r)
         run(f"smollm2-{i}", model, prompt, answer, cached=True, rng=rng, fd_count=4)
         samples.append({"prompt": prompt, "answer": answer})
     with open(os.path.join(OUT, "smollm2-samples.json"), "w") as f:

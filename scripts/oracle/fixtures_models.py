@@ -75,12 +75,17 @@ def make_random(name, cfg, cls, dtype, seed):
     common.log(f"  {name}: logits {logits.shape}, max |logit| {np.abs(logits).max():.3f}")
 
 
-def smollm2():
+def smollm2_float32():
+    """transformers' own GGUF load (~20 s here: it de-quantizes every tensor), done once."""
+    gdir, gname = os.path.split(os.path.realpath(common.SMOLLM2))
+    return T.AutoModelForCausalLM.from_pretrained(gdir, gguf_file=gname, dtype=torch.float32).eval()
+
+
+def smollm2(model):
     d = os.path.join(OUT, "smollm2")
     os.makedirs(d, exist_ok=True)
     gdir, gname = os.path.split(os.path.realpath(common.SMOLLM2))
     tok = T.AutoTokenizer.from_pretrained(gdir, gguf_file=gname)
-    model = T.AutoModelForCausalLM.from_pretrained(gdir, gguf_file=gname, dtype=torch.float32).eval()
     rows = common.gsm8k_rows(20)
     prompts, lasts, greedy = [], [], []
     for r in rows:
@@ -106,11 +111,9 @@ def smollm2():
     common.log(f"  smollm2: {len(prompts)} prompts (max {width} tokens), 32 greedy tokens each")
 
 
-def smollm2_meta():
+def smollm2_meta(model):
     """HF's own view of the model for `cnl inspect`: config numbers and the parameter count."""
     import json
-    gdir, gname = os.path.split(os.path.realpath(common.SMOLLM2))
-    model = T.AutoModelForCausalLM.from_pretrained(gdir, gguf_file=gname, dtype=torch.float32)
     c = model.config
     meta = {"model_type": c.model_type, "num_hidden_layers": c.num_hidden_layers, "hidden_size": c.hidden_size,
             "intermediate_size": c.intermediate_size, "num_attention_heads": c.num_attention_heads,
@@ -130,10 +133,12 @@ def main():
         if os.path.exists(os.path.join(OUT, name, "reference.safetensors")) and "--force" not in sys.argv:
             continue
         make_random(name, cfg, cls, dtype, seed=100 + i)
+    model = None
     if not os.path.exists(os.path.join(OUT, "smollm2", "reference.safetensors")) or "--force" in sys.argv:
-        smollm2()
+        model = smollm2_float32()
+        smollm2(model)
     if not os.path.exists(os.path.join(OUT, "smollm2", "meta.json")) or "--force" in sys.argv:
-        smollm2_meta()
+        smollm2_meta(model or smollm2_float32())
     common.write_stamp(TOPIC, __file__)
 
 
