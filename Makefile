@@ -15,9 +15,10 @@ run: setup assets build
 	OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1 \
 	  mpirun --oversubscribe -np $(NP) $(CNL) locate --config $(CONFIG) --force
 
-## Every test: Swift unit and parity tests against HF transformers oracles.
+## Every test: Swift unit and parity tests against HF transformers oracles. stdbuf: the tests'
+## lines reach a CI log as they happen, not in 4 KB blocks (a hang then shows where it is).
 test: setup-oracle setup-slurm assets fixtures build-tests
-	swift test -c release --skip-build
+	stdbuf -oL -eL swift test -c release --skip-build
 
 setup:
 	scripts/setup.sh

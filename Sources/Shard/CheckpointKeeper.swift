@@ -20,6 +20,8 @@ public final class CheckpointKeeper {
     private let lock = NSLock()
     private var sinceLast = 0
     public private(set) var writes = 0
+    /// Set once the sums of every rank are on the root (`ignoreStopSignals()`).
+    private var reduced = false
 
     /// `sums`/`finished`: what this rank starts from (the root: everything earlier jobs finished).
     public init(path: String, header: RunCheckpoint.Header, sums: ScoreAccumulator, every: Int, store: PerSampleStore?) {
@@ -47,6 +49,16 @@ public final class CheckpointKeeper {
     }
 
     public func write() throws { lock.lock(); defer { lock.unlock() }; try writeLocked() }
+
+    /// Stops acting on stop signals, once every rank's sums have reached the root: what is left
+    /// (the root's outputs) takes seconds, well inside Slurm's warning (USR1@120) or its
+    /// SIGTERM-to-SIGKILL grace. A run that is as good as finished must not exit 75: a requeued
+    /// copy would find the finished run and fail, and a checkpoint written after the root
+    /// removed them would be a stray file.
+    public func ignoreStopSignals() {
+        lock.lock(); defer { lock.unlock() }
+        reduced = true
+    }
 
     /// Fault injection for the test suite: CNL_TEST_CRASH_DURING_CHECKPOINT=k makes this process
     /// die (status 86) halfway through writing its k-th checkpoint, as a node failure would.
@@ -83,6 +95,11 @@ public final class CheckpointKeeper {
         let t = Thread { [self] in
             while stopSignal == 0 { usleep(100_000) }
             lock.lock()
+            if reduced {
+                lock.unlock()
+                FileHandle.standardError.write(Data("cnl: rank \(rank): stop signal after the reduction: finishing the run\n".utf8))
+                return
+            }
             var message = "cnl: rank \(rank): stop signal; "
             do {
                 try writeLocked()

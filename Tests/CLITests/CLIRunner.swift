@@ -39,13 +39,13 @@ enum CLI {
     }
 
     @discardableResult
-    static func run(_ args: [String], environment: [String: String] = [:], timeout: TimeInterval = 1800) throws -> CLIResult {
+    static func run(_ args: [String], environment: [String: String] = [:], timeout: TimeInterval = 600) throws -> CLIResult {
         try launch(binary, args, environment: environment, timeout: timeout)
     }
 
     /// `cnl args…` under `mpirun -np n` (as root, oversubscribed, one BLAS thread per rank).
     @discardableResult
-    static func mpirun(_ n: Int, _ args: [String], environment: [String: String] = [:], timeout: TimeInterval = 1800) throws -> CLIResult {
+    static func mpirun(_ n: Int, _ args: [String], environment: [String: String] = [:], timeout: TimeInterval = 600) throws -> CLIResult {
         var env = environment
         env["OPENBLAS_NUM_THREADS"] = env["OPENBLAS_NUM_THREADS"] ?? "1"
         return try launch("/usr/bin/mpirun", ["--allow-run-as-root", "--oversubscribe", "-np", "\(n)", binary] + args,
@@ -71,6 +71,13 @@ enum CLI {
 
     /// Runs a program; a run longer than `timeout` is killed and reported as status −1, so a
     /// hang (an MPI rank waiting forever) fails the test instead of stalling the suite.
+    ///
+    /// Foundation's `Process` is not trusted to see the end: on Linux the child inherits an
+    /// internal descriptor of it, and a daemon the child starts (slurmctld, munged) keeps that
+    /// descriptor open for good, so `waitUntilExit` never returned and the suite hung until CI
+    /// killed it. Here the exit is read with `waitid` (the child is a zombie once it has
+    /// exited, whoever holds its descriptors), and output still held open by a grandchild is
+    /// given a short grace, then taken as it is.
     static func launch(_ executable: String, _ args: [String], environment: [String: String], timeout: TimeInterval) throws -> CLIResult {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: executable)
@@ -82,22 +89,64 @@ enum CLI {
         let out = Pipe(), err = Pipe()
         p.standardOutput = out
         p.standardError = err
-        let started = Date()
         try p.run()
-        let watchdog = DispatchWorkItem { if p.isRunning { kill(-p.processIdentifier, SIGKILL); p.terminate() } }
-        DispatchQueue.global().asyncAfter(deadline: .now() + timeout, execute: watchdog)
-        defer { watchdog.cancel() }
-        // Read both pipes fully before waiting, so a chatty child never blocks on a full pipe.
-        final class Box: @unchecked Sendable { var data = Data() }
-        let o = Box()
-        let group = DispatchGroup()
-        group.enter()
-        DispatchQueue.global().async { o.data = out.fileHandleForReading.readDataToEndOfFile(); group.leave() }
-        let e = err.fileHandleForReading.readDataToEndOfFile()
-        group.wait()
-        p.waitUntilExit()
-        let timedOut = p.terminationReason == .uncaughtSignal && watchdog.isCancelled == false && !p.isRunning
-            && Date() >= started.addingTimeInterval(timeout)
-        return CLIResult(status: timedOut ? -1 : p.terminationStatus, stdout: String(decoding: o.data, as: UTF8.self), stderr: String(decoding: e, as: UTF8.self))
+        let pid = p.processIdentifier
+        // Both pipes are drained while the child runs, so a chatty child never blocks on a full pipe.
+        let stdout = PipeReader(out.fileHandleForReading), stderr = PipeReader(err.fileHandleForReading)
+        let deadline = Date().addingTimeInterval(timeout)
+        var status: Int32?
+        var timedOut = false
+        while status == nil {
+            if !p.isRunning {
+                status = p.terminationReason == .uncaughtSignal ? 128 + p.terminationStatus : p.terminationStatus
+            } else if let exited = exitedChild(pid) {
+                status = exited
+            } else if Date() >= deadline {
+                timedOut = true
+                kill(pid, SIGKILL)
+                Thread.sleep(forTimeInterval: 0.5)
+                status = p.isRunning ? (exitedChild(pid) ?? -1) : -1
+            } else {
+                Thread.sleep(forTimeInterval: 0.05)
+            }
+        }
+        let grace = Date().addingTimeInterval(5)
+        return CLIResult(status: timedOut ? -1 : status!, stdout: stdout.text(waitingUntil: grace), stderr: stderr.text(waitingUntil: grace))
+    }
+
+    /// The exit status of `pid` if it has exited (reaping it), else nil; a death by signal is
+    /// 128 + the signal, as a shell reports it.
+    private static func exitedChild(_ pid: pid_t) -> Int32? {
+        var info = siginfo_t()
+        guard waitid(P_PID, id_t(pid), &info, WEXITED | WNOHANG | WNOWAIT) == 0, info._sifields._sigchld.si_pid == pid else { return nil }
+        var raw: Int32 = 0
+        guard waitpid(pid, &raw, WNOHANG) == pid else { return nil }   // Foundation reaped it first: its own status is read then
+        let signal = raw & 0x7f
+        return signal == 0 ? (raw >> 8) & 0xff : 128 + signal
+    }
+}
+
+/// Reads a pipe to its end on a thread of its own.
+private final class PipeReader: @unchecked Sendable {
+    private let lock = NSLock()
+    private var data = Data()
+    private let done = DispatchSemaphore(value: 0)
+
+    init(_ handle: FileHandle) {
+        Thread.detachNewThread { [self] in
+            while true {
+                let chunk = handle.availableData
+                if chunk.isEmpty { break }
+                lock.lock(); data.append(chunk); lock.unlock()
+            }
+            done.signal()
+        }
+    }
+
+    /// Everything read by the end of the pipe, or by `limit` if a grandchild still holds it open.
+    func text(waitingUntil limit: Date) -> String {
+        _ = done.wait(timeout: .now() + max(0, limit.timeIntervalSinceNow))
+        lock.lock(); defer { lock.unlock() }
+        return String(decoding: data, as: UTF8.self)
     }
 }

@@ -87,6 +87,22 @@ final class ResumeTests: XCTestCase {
         try assertMatchesReference(out)
     }
 
+    /// SIGUSR1 after the reduction (the root writing the outputs): the run finishes with exit 0
+    /// and leaves no checkpoint. Exiting 75 there would get the job requeued onto a finished
+    /// run, which refuses to start again, so the job would end FAILED.
+    func testSignalAfterTheReductionFinishesTheRun() throws {
+        let dir = try CLI.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let out = dir.appendingPathComponent("run")
+        let r = try CLI.mpirun(2, ["locate", "--config", "configs/tiny.yaml", "--output", out.path],
+                               environment: ["CNL_TEST_SIGNAL_AFTER_REDUCTION": "1"], timeout: 600)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stderr.contains("rank 0: stop signal after the reduction: finishing the run"), r.stderr)
+        XCTAssertTrue(r.stderr.contains("rank 1: stop signal after the reduction: finishing the run"), r.stderr)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: out.appendingPathComponent("report.json").path))
+        try assertMatchesReference(out)
+    }
+
     /// A crash in the middle of writing a checkpoint leaves a partial temporary file; the
     /// previous checkpoint (under the real name) survives and is the one resumed.
     func testCrashWhileWritingACheckpoint() throws {

@@ -54,7 +54,7 @@ final class SlurmTests: XCTestCase {
         let started = Date()
         // --time: Slurm itself ends a stuck job; the launch timeout ends a stuck sbatch.
         let job = try CLI.launch(sbatch, ["--wait", "--job-name=\(name)", "--nodes=1", "--ntasks-per-node=2", "--cpus-per-task=1",
-                                          "--overcommit", "--time=20", "--output=\(log)", "--export=ALL,CNL_BIN=\(cnl)",
+                                          "--overcommit", "--time=20", "--output=\(log)", "--export=ALL,CNL_BIN=\(cnl),CNL_EXTRA_ARGS=--checkpoint-every 1",
                                           "slurm/locate-one-node.sbatch", "configs/tiny.yaml", slurmOut],
                                  environment: [:], timeout: 1500)
         let wall = Date().timeIntervalSince(started)
@@ -101,7 +101,7 @@ final class SlurmTests: XCTestCase {
         // Not `sbatch --wait`: it may return as soon as the job is requeued. The job's state is
         // polled instead until the requeued run has finished.
         let submitted = try CLI.launch(sbatch, ["--parsable", "--job-name=\(name)", "--nodes=1", "--ntasks-per-node=2", "--overcommit",
-                                                "--time=20", "--output=\(log)", "--export=ALL,CNL_BIN=\(cnl)",
+                                                "--time=20", "--output=\(log)", "--export=ALL,CNL_BIN=\(cnl),CNL_EXTRA_ARGS=--checkpoint-every 1",
                                                 "slurm/locate-one-node.sbatch", "configs/tiny.yaml", out], environment: [:], timeout: 120)
         XCTAssertEqual(submitted.status, 0, submitted.stderr)
         let id = submitted.stdout.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: ";").first.map(String.init) ?? ""
@@ -119,10 +119,10 @@ final class SlurmTests: XCTestCase {
         func field(_ key: String) -> String? {
             job().split(separator: " ").first { $0.hasPrefix(key + "=") }.map { String($0.dropFirst(key.count + 1)) }
         }
-        // The root's first checkpoint marks the end of planning; a few seconds later both ranks are attributing.
-        guard waitFor("the run to start", seconds: 180, { FileManager.default.fileExists(atPath: out + "/checkpoints/g0-r0.cnlck") })
+        // Rank 1's first checkpoint (one per sample here) marks a run in the middle of its
+        // samples: 3 of its 4 are still to go, seconds of work, when the signal arrives.
+        guard waitFor("the run to start", seconds: 180, { FileManager.default.fileExists(atPath: out + "/checkpoints/g0-r1.cnlck") })
         else { return }
-        Thread.sleep(forTimeInterval: 6)
         _ = slurm("scancel", ["--signal=USR1", "--batch", id])
         // Slurm holds a requeued job back (BeginTime ≈ now + 2 min); let it start at once.
         guard waitFor("the job to be requeued", seconds: 120, { field("JobState") == "PENDING" && field("Restarts") == "1" }) else { return }
