@@ -126,6 +126,12 @@ final class SlurmTests: XCTestCase {
         _ = slurm("scancel", ["--signal=USR1", "--batch", id])
         // Slurm holds a requeued job back (BeginTime ≈ now + 2 min); let it start at once.
         guard waitFor("the job to be requeued", seconds: 120, { field("JobState") == "PENDING" && field("Restarts") == "1" }) else { return }
+        // A rerun started in the same second as the requeue is refused by slurmd ("Job 25
+        // already killed, do not launch batch job": the first run's credential was revoked
+        // then, at one-second resolution) and the job ends FAILED, exit 1:0, with no line in
+        // its log. Slurm's own hold avoids that; here: the node released, then 2 s more.
+        guard waitFor("the node to be released", seconds: 120, { slurm("sinfo", ["-h", "-o", "%T"]) == "idle" }) else { return }
+        Thread.sleep(forTimeInterval: 2)
         let update = try CLI.launch(try tool("scontrol"), ["update", "JobId=\(id)", "StartTime=now"], environment: [:], timeout: 60)
         XCTAssertEqual(update.status, 0, "scontrol update StartTime=now: \(update.stderr)")
         let ended = ["COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY"]
