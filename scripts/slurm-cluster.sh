@@ -54,17 +54,17 @@ need_tools() {
     done
 }
 
-# Runs a daemon with no descriptor of ours beyond stdin/stdout/stderr (which it closes when it
-# detaches). A daemon keeps whatever it inherits for as long as it lives: a caller's pipe (a
-# test harness, `make`, CI) would then never reach its end and the caller would wait forever.
-detached() {
-    local fd
+# Runs a daemon, in a subshell, with no descriptor of ours beyond stdin/stdout/stderr (which it
+# closes when it detaches). A daemon keeps whatever it inherits for as long as it lives: a
+# caller's pipe (a test harness, `make`, CI) would then never reach its end and the caller
+# would wait forever.
+detached() (
     for fd in /proc/$BASHPID/fd/*; do
         fd=${fd##*/}
         [ "$fd" -gt 2 ] && eval "exec $fd>&-" 2>/dev/null
     done
     "$@"
-}
+)
 
 munge_ok() { munge -n 2>/dev/null | unmunge >/dev/null 2>&1; }
 
@@ -82,7 +82,7 @@ start_munge() {
     if alive "$MUNGE_PID"; then kill "$(cat "$MUNGE_PID")" 2>/dev/null || true; sleep 1; fi   # running but broken
     rm -f /run/munge/munge.socket.2 /run/munge/munge.socket.2.lock
     say "starting munged"
-    ( detached runuser -u munge -- munged --pid-file="$MUNGE_PID" ) || die "munged failed to start (see /var/log/munge/munged.log)"
+    detached runuser -u munge -- munged --pid-file="$MUNGE_PID" || die "munged failed to start (see /var/log/munge/munged.log)"
     for _ in $(seq 50); do munge_ok && return; sleep 0.2; done
     die "munged started but 'munge -n | unmunge' fails (see /var/log/munge/munged.log)"
 }
@@ -163,13 +163,13 @@ start() {
     fi
     if ! alive "$CTLD_PID"; then
         say "starting slurmctld"
-        ( detached slurmctld ) || die "slurmctld failed to start (see $LOG_DIR/slurmctld.log)"
+        detached slurmctld || die "slurmctld failed to start (see $LOG_DIR/slurmctld.log)"
     fi
     for _ in $(seq 100); do scontrol ping 2>/dev/null | grep -q UP && break; sleep 0.2; done
     scontrol ping 2>/dev/null | grep -q UP || die "slurmctld does not answer 'scontrol ping' (see $LOG_DIR/slurmctld.log)"
     if ! alive "$SLURMD_PID"; then
         say "starting slurmd"
-        ( detached slurmd ) || die "slurmd failed to start (see $LOG_DIR/slurmd.log)"
+        detached slurmd || die "slurmd failed to start (see $LOG_DIR/slurmd.log)"
     fi
     local st=""
     for i in $(seq 150); do

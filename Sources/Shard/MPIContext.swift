@@ -76,7 +76,6 @@ public final class MPIContext {
         exit(code)
     }
 
-
     // MARK: Collectives (each checked; every rank must call them in the same order)
 
     /// The root's bytes on every rank (the length goes first, so other ranks pass nothing).

@@ -95,23 +95,22 @@ enum CLI {
         let stdout = PipeReader(out.fileHandleForReading), stderr = PipeReader(err.fileHandleForReading)
         let deadline = Date().addingTimeInterval(timeout)
         var status: Int32?
-        var timedOut = false
         while status == nil {
             if !p.isRunning {
                 status = p.terminationReason == .uncaughtSignal ? 128 + p.terminationStatus : p.terminationStatus
             } else if let exited = exitedChild(pid) {
                 status = exited
             } else if Date() >= deadline {
-                timedOut = true
                 kill(pid, SIGKILL)
                 Thread.sleep(forTimeInterval: 0.5)
-                status = p.isRunning ? (exitedChild(pid) ?? -1) : -1
+                if p.isRunning { _ = exitedChild(pid) }   // reaped, not left a zombie
+                status = -1
             } else {
                 Thread.sleep(forTimeInterval: 0.05)
             }
         }
         let grace = Date().addingTimeInterval(5)
-        return CLIResult(status: timedOut ? -1 : status!, stdout: stdout.text(waitingUntil: grace), stderr: stderr.text(waitingUntil: grace))
+        return CLIResult(status: status!, stdout: stdout.text(waitingUntil: grace), stderr: stderr.text(waitingUntil: grace))
     }
 
     /// The exit status of `pid` if it has exited (reaping it), else nil; a death by signal is

@@ -4,6 +4,11 @@ import XCTest
 import Shard
 
 final class SHA256Tests: XCTestCase {
+    /// Fixed bytes that are not periodic at any block size (a multiplicative hash of the index).
+    func testBytes(_ count: Int) -> [UInt8] {
+        (0..<count).map { UInt8(truncatingIfNeeded: (UInt64($0) &* 0x9E37_79B9_7F4A_7C15) >> 56) }
+    }
+
     func testKnownVectors() {
         XCTAssertEqual(SHA256.hex(Data()), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
         XCTAssertEqual(SHA256.hex(Data("abc".utf8)), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
@@ -15,8 +20,7 @@ final class SHA256Tests: XCTestCase {
     }
 
     func testStreamingInUnevenPiecesEqualsOneShot() {
-        var rng = SplitMix(seed: 7)
-        let bytes = (0..<10_000).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+        let bytes = testBytes(10_000)
         var h = SHA256()
         var offset = 0
         for size in [0, 1, 63, 64, 65, 127, 500, 3] + Array(repeating: 1000, count: 10) where offset < bytes.count {
@@ -32,8 +36,7 @@ final class SHA256Tests: XCTestCase {
     func testFileDigestReadsInChunks() throws {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("sha-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: path) }
-        var rng = SplitMix(seed: 11)
-        let bytes = Data((0..<(9 << 20) + 17).map { _ in UInt8(truncatingIfNeeded: rng.next()) })
+        let bytes = Data(testBytes((9 << 20) + 17))
         try bytes.write(to: URL(fileURLWithPath: path))
         XCTAssertEqual(try SHA256.hex(fileAt: path), SHA256.hex(bytes))
         let start = Date()
@@ -43,15 +46,3 @@ final class SHA256Tests: XCTestCase {
     }
 }
 
-/// SplitMix64, for reproducible test bytes.
-private struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
