@@ -78,7 +78,7 @@ public enum LocalizationRun {
         let received = try mpi.broadcast(mpi.rank == 0 ? Array(try JSONEncoder().encode(message)) : [])
         let decoded = try JSONDecoder().decode(PlanMessage.self, from: Data(received))
         guard let work = decoded.work else {
-            if mpi.rank == 0 { throw PlanFailure(message: decoded.error ?? "planning failed") }
+            if mpi.rank == 0 { throw PlanFailure(reporting: decoded.error ?? "planning failed", log: log) }
             throw LocalizationError.failedOnAnotherRank
         }
         let planned = Date()
@@ -166,7 +166,7 @@ public enum LocalizationRun {
         }
         let final = try JSONDecoder().decode(PlanMessage.self, from: Data(try mpi.broadcast(mpi.rank == 0 ? Array(try JSONEncoder().encode(outcome)) : [])))
         if let e = final.error {
-            if mpi.rank == 0 { throw PlanFailure(message: e) }
+            if mpi.rank == 0 { throw PlanFailure(reporting: e, log: log) }
             throw LocalizationError.failedOnAnotherRank
         }
         return report
@@ -299,8 +299,16 @@ public enum LocalizationRun {
     }
 }
 
-/// An error already described in one line (from the root's planning or reporting).
+/// An error of the root's planning or reporting, already printed as one `cnl: error:` line
+/// through the run's log. It is printed when it is made, before MPI is finalized: the other
+/// ranks exit 1 as soon as they are past MPI_Finalize, and mpirun then kills the root, which
+/// could lose the line if the root only printed it afterwards (seen once in a full-suite run).
 public struct PlanFailure: Error, LocalizedError {
     public let message: String
     public var errorDescription: String? { message }
+
+    init(reporting message: String, log: (String) -> Void) {
+        self.message = message
+        log("cnl: error: \(message)")
+    }
 }

@@ -137,6 +137,8 @@ struct Locate: ParsableCommand {
             print("wrote \(report.config.output)/{report.json, scores.safetensors, neurons.json, convergence.csv, convergence.svg, heatmap.svg}")
         } catch LocalizationError.failedOnAnotherRank {
             throw ExitCode(1)   // rank 0 prints the reason
+        } catch is PlanFailure {
+            throw ExitCode(1)   // printed by the root while MPI was still up
         } catch let e as ValidationError {
             // Found before MPI starts, identically on every rank: only the first one says it.
             if launcherRank() == 0 { FileHandle.standardError.write(Data("cnl: error: \(e.message)\n".utf8)) }
