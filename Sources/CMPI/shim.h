@@ -9,6 +9,7 @@ static inline MPI_Comm cnl_mpi_comm_null(void) { return MPI_COMM_NULL; }
 static inline MPI_Datatype cnl_mpi_double(void) { return MPI_DOUBLE; }
 static inline MPI_Datatype cnl_mpi_float(void) { return MPI_FLOAT; }
 static inline MPI_Datatype cnl_mpi_int64(void) { return MPI_INT64_T; }
+static inline MPI_Datatype cnl_mpi_int32(void) { return MPI_INT32_T; }
 static inline MPI_Datatype cnl_mpi_uint8(void) { return MPI_UINT8_T; }
 static inline MPI_Datatype cnl_mpi_byte(void) { return MPI_BYTE; }
 static inline MPI_Op cnl_mpi_sum(void) { return MPI_SUM; }

@@ -60,6 +60,10 @@ public struct RunConfig: Codable, Sendable, Equatable {
         guard rowBudget >= 1 else { throw bad("row_budget", "must be at least 1, got \(rowBudget)") }
         if let m = maxAnswerTokens, m < 1 { throw bad("max_answer_tokens", "must be at least 1, got \(m)") }
         if let l = dataset.limit, l < 1 { throw bad("dataset.limit", "must be at least 1, got \(l)") }
+        guard dataset.offset >= 0 else { throw bad("dataset.offset", "must be 0 or more, got \(dataset.offset)") }
+        guard dataset.maxNewTokens >= 1 && dataset.maxNewTokens <= 4096 else {
+            throw bad("dataset.max_new_tokens", "must be between 1 and 4096, got \(dataset.maxNewTokens)")
+        }
         if let g = convergenceGrid, g.isEmpty || g.contains(where: { $0 < 1 }) || g != g.sorted() {
             throw bad("convergence_grid", "must be increasing positive sizes, got \(g)")
         }
@@ -85,7 +89,7 @@ public struct RunConfig: Codable, Sendable, Equatable {
             throw RunConfigError.unknownKey(path: path, key: key, known: known.sorted())
         }
         if let ds = root["dataset"]?.mapping {
-            let dsKnown: Set<String> = ["path", "prompt", "answer", "verbalizer", "limit"]
+            let dsKnown = Set(DatasetSpec.CodingKeys.allCases.map(\.rawValue))
             for key in ds.keys.compactMap(\.string) where !dsKnown.contains(key) {
                 throw RunConfigError.unknownKey(path: path, key: "dataset.\(key)", known: dsKnown.sorted().map { "dataset.\($0)" })
             }

@@ -126,6 +126,42 @@ public final class MPIContext {
         return rank == root ? result : nil
     }
 
+    /// Every rank's bytes (any length each) on the root, in rank order (nil elsewhere): the
+    /// lengths go first (MPI_Gather), then the bytes (MPI_Gatherv).
+    public func gatherBytes(_ bytes: [UInt8], root: Int = 0) throws -> [[UInt8]]? {
+        guard bytes.count < Int(Int32.max) else {
+            throw MPIError.call(operation: "gatherBytes", rank: rank, code: -1, message: "\(bytes.count) bytes exceed one MPI message")
+        }
+        var length = Int32(bytes.count)
+        var lengths = [Int32](repeating: 0, count: rank == root ? size : 0)
+        try lengths.withUnsafeMutableBufferPointer { lb in
+            try check("MPI_Gather(lengths)", MPI_Gather(&length, 1, cnl_mpi_int32(), rank == root ? lb.baseAddress : nil, 1,
+                                                        cnl_mpi_int32(), Int32(root), comm))
+        }
+        var displacements = [Int32](repeating: 0, count: lengths.count)
+        var total = 0
+        for (r, n) in lengths.enumerated() {
+            guard total + Int(n) < Int(Int32.max) else {
+                throw MPIError.call(operation: "gatherBytes", rank: rank, code: -1, message: "the gathered bytes exceed one MPI message")
+            }
+            displacements[r] = Int32(total); total += Int(n)
+        }
+        var result = [UInt8](repeating: 0, count: max(total, 1))
+        let rc = bytes.withUnsafeBufferPointer { src in
+            result.withUnsafeMutableBufferPointer { dst in
+                lengths.withUnsafeBufferPointer { lb in
+                    displacements.withUnsafeBufferPointer { db in
+                        MPI_Gatherv(src.baseAddress, length, cnl_mpi_byte(), rank == root ? dst.baseAddress : nil, lb.baseAddress, db.baseAddress,
+                                    cnl_mpi_byte(), Int32(root), comm)
+                    }
+                }
+            }
+        }
+        try check("MPI_Gatherv", rc)
+        guard rank == root else { return nil }
+        return lengths.indices.map { r in Array(result[Int(displacements[r])..<(Int(displacements[r]) + Int(lengths[r]))]) }
+    }
+
     // MARK: Point to point, for progress messages that must never make anyone wait
 
     /// Sends `value` to `destination` without blocking; `completePendingSends()` finishes them.

@@ -12,7 +12,7 @@ struct CNL: ParsableCommand {
         Models: a .gguf file (llama architecture) or a Hugging Face directory (config.json + \
         *.safetensors) of model_type llama, gpt2 or gptj.
         """,
-        subcommands: [Locate.self, Converge.self, Rescore.self, Inspect.self, Tokenize.self, Generate.self, Bench.self]
+        subcommands: [Locate.self, Evaluate.self, Erase.self, Converge.self, Rescore.self, Inspect.self, Tokenize.self, Generate.self, Bench.self]
     )
 }
 

@@ -149,3 +149,20 @@ private final class PipeReader: @unchecked Sendable {
         return String(decoding: data, as: UTF8.self)
     }
 }
+
+extension XCTestCase {
+    /// A refused input: a non-zero exit on every rank (no hang), exactly one `cnl: error:` line
+    /// holding every needle, and (given `outputDir`) no files left in the output directory.
+    func assertOneLineFailure(_ r: CLIResult, contains needles: [String], outputDir: URL?, file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertNotEqual(r.status, 0, "must fail", file: file, line: line)
+        XCTAssertNotEqual(r.status, -1, "timed out (a rank hung)", file: file, line: line)
+        let errors = r.stderr.split(separator: "\n").filter { $0.hasPrefix("cnl: error:") }
+        XCTAssertEqual(errors.count, 1, "exactly one error line: \(r.stderr)", file: file, line: line)
+        for n in needles { XCTAssertTrue(r.stderr.contains(n), "'\(n)' not in: \(r.stderr)", file: file, line: line) }
+        if let outputDir {
+            let files = (try? FileManager.default.contentsOfDirectory(atPath: outputDir.path)) ?? []
+            XCTAssertTrue(files.isEmpty, "no outputs after a failed run, found \(files)", file: file, line: line)
+        }
+    }
+
+}

@@ -96,18 +96,6 @@ final class LocateCommandTests: XCTestCase {
 
     static let goodLines = (1...4).map { jsonLine(["question": "What is \($0) + \($0)?", "answer": "It is \(2 * $0).\n#### \(2 * $0)"]) }
 
-    func assertOneLineFailure(_ r: CLIResult, contains needles: [String], outputDir: URL?, file: StaticString = #filePath, line: UInt = #line) {
-        XCTAssertNotEqual(r.status, 0, "must fail", file: file, line: line)
-        XCTAssertNotEqual(r.status, -1, "timed out (a rank hung)", file: file, line: line)
-        let errors = r.stderr.split(separator: "\n").filter { $0.hasPrefix("cnl: error:") }
-        XCTAssertEqual(errors.count, 1, "exactly one error line: \(r.stderr)", file: file, line: line)
-        for n in needles { XCTAssertTrue(r.stderr.contains(n), "'\(n)' not in: \(r.stderr)", file: file, line: line) }
-        if let outputDir {
-            let files = (try? FileManager.default.contentsOfDirectory(atPath: outputDir.path)) ?? []
-            XCTAssertTrue(files.isEmpty, "no outputs after a failed run, found \(files)", file: file, line: line)
-        }
-    }
-
     func testMalformedJSONLLineNamesItsLine() throws {
         let dir = try CLI.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }

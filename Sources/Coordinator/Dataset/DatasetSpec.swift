@@ -11,13 +11,30 @@ public struct DatasetSpec: Codable, Sendable, Equatable {
     public var answer: String
     /// Field → raw value → word, for classification labels, e.g. label: {"0": "negative"}.
     public var verbalizer: [String: [String: String]]
-    /// Use only the first `limit` records.
+    /// Use only the first `limit` records (after `offset`).
     public var limit: Int?
+    /// Skip this many records first: an evaluation set takes the records a run did not use.
+    public var offset: Int
+    /// How `cnl evaluate` scores the set (SPEC "Evaluating a capability"); `cnl locate` ignores it.
+    public var task: EvaluationTaskKind?
+    /// `choice`: the record field holding the options, one per line (CommonsenseQA's
+    /// "\nA. bank\nB. library…"); without it the options are the answer field's verbalizer words.
+    public var options: String?
+    /// `generate`: the most tokens decoded (SPEC default 16).
+    public var maxNewTokens: Int
+    /// `choice`: an option's score, the sum of its tokens' log P (default) or their mean.
+    public var choiceScore: ChoiceScore
 
-    enum CodingKeys: String, CodingKey { case path, prompt, answer, verbalizer, limit }
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case path, prompt, answer, verbalizer, limit, offset, task, options
+        case maxNewTokens = "max_new_tokens", choiceScore = "choice_score"
+    }
 
-    public init(path: String, prompt: String, answer: String, verbalizer: [String: [String: String]] = [:], limit: Int? = nil) {
+    public init(path: String, prompt: String, answer: String, verbalizer: [String: [String: String]] = [:], limit: Int? = nil,
+                offset: Int = 0, task: EvaluationTaskKind? = nil, options: String? = nil, maxNewTokens: Int = 16,
+                choiceScore: ChoiceScore = .sum) {
         self.path = path; self.prompt = prompt; self.answer = answer; self.verbalizer = verbalizer; self.limit = limit
+        self.offset = offset; self.task = task; self.options = options; self.maxNewTokens = maxNewTokens; self.choiceScore = choiceScore
     }
 
     public init(from decoder: Decoder) throws {
@@ -27,8 +44,19 @@ public struct DatasetSpec: Codable, Sendable, Equatable {
         answer = try c.decode(String.self, forKey: .answer)
         verbalizer = try c.decodeIfPresent([String: [String: String]].self, forKey: .verbalizer) ?? [:]
         limit = try c.decodeIfPresent(Int.self, forKey: .limit)
+        offset = try c.decodeIfPresent(Int.self, forKey: .offset) ?? 0
+        task = try c.decodeIfPresent(EvaluationTaskKind.self, forKey: .task)
+        options = try c.decodeIfPresent(String.self, forKey: .options)
+        maxNewTokens = try c.decodeIfPresent(Int.self, forKey: .maxNewTokens) ?? 16
+        choiceScore = try c.decodeIfPresent(ChoiceScore.self, forKey: .choiceScore) ?? .sum
     }
 }
+
+/// SPEC's task kinds: greedy decoding with number extraction, or the best of given options.
+public enum EvaluationTaskKind: String, Codable, Sendable, CaseIterable { case generate, choice }
+
+/// How a `choice` option's token log-probabilities become its score.
+public enum ChoiceScore: String, Codable, Sendable, CaseIterable { case sum, mean }
 
 /// One sample as text, with the data file line it came from.
 public struct SampleText: Sendable, Equatable {
@@ -51,7 +79,7 @@ public enum DatasetLoader {
     public static func texts(_ spec: DatasetSpec) throws -> [SampleText] {
         let promptT = try SampleTemplate(spec.prompt, key: "dataset.prompt")
         let answerT = try SampleTemplate(spec.answer, key: "dataset.answer")
-        let records = try self.records(spec.path, limit: spec.limit)
+        let records = try self.records(spec.path, limit: spec.limit, offset: spec.offset)
         guard !records.isEmpty else { throw DatasetError.empty(path: spec.path) }
         return try records.map { (line, r) in
             SampleText(line: line,
@@ -78,7 +106,7 @@ public enum DatasetLoader {
         }
     }
 
-    static func records(_ path: String, limit: Int?) throws -> [(Int, [String: String])] {
+    static func records(_ path: String, limit: Int?, offset: Int = 0) throws -> [(Int, [String: String])] {
         let lower = path.lowercased()
         var out: [(Int, [String: String])]
         if lower.hasSuffix(".jsonl") || lower.hasSuffix(".json") {
@@ -90,6 +118,7 @@ public enum DatasetLoader {
         } else {
             throw DatasetError.unknownFormat(path: path)
         }
+        if offset > 0 { out = Array(out.dropFirst(offset)) }
         if let limit { out = Array(out.prefix(limit)) }
         return out
     }

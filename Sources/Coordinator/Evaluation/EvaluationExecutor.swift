@@ -1,0 +1,144 @@
+// Evaluation on every rank: the root plans, the samples of each (set, erased neurons) job are shared
+// among the ranks, the outcomes come back to the root in sample order.
+import Engine
+import Foundation
+import Shard
+
+/// A neuron set erased while evaluating (none: the base model).
+public struct EvaluationCondition: Codable, Sendable, Equatable {
+    /// Unique within a study, e.g. "base", "located:gsm8k:σ6", "uniform:n118:seed0".
+    public var key: String
+    /// Flat neuron indices l·J + j, ascending.
+    public var neurons: [Int]
+}
+
+/// What every rank needs: broadcast by the root after planning.
+struct EvaluationWork: Codable {
+    struct SetWork: Codable {
+        var name: String
+        var task: EvaluationTask
+        var items: [EvaluationItem]
+    }
+    /// One evaluation: set `set` with condition `condition` erased.
+    struct Job: Codable, Equatable { var set: Int; var condition: Int }
+
+    var modelPath: String
+    var sets: [SetWork]
+    var conditions: [EvaluationCondition]
+    var jobs: [Job]
+}
+
+/// The outcome of one job, on the root.
+public struct JobResult: Sendable {
+    public var set: String
+    public var condition: EvaluationCondition
+    public var outcomes: [ItemOutcome]
+    public var statistics: EvaluationStatistics
+    /// Wall time of the job (slowest rank) and the samples/s it made.
+    public var seconds: Double
+    public var ranks: Int
+}
+
+/// The root's side of an evaluation command (`cnl evaluate`, `cnl erase`): only rank 0 calls it.
+protocol EvaluationDriver: AnyObject {
+    /// The work, or the user's error (printed once by the root while every rank exits 1).
+    func plan(log: (String) -> Void) throws -> (work: EvaluationWork, model: TransformerModel, tokenizer: Tokenizer)
+    /// Job `index` of the work finished (write it out here: a stop loses at most the job in progress).
+    func record(_ index: Int, _ result: JobResult, log: (String) -> Void) throws
+    /// Every job finished: the summary files.
+    func finish() throws
+}
+
+enum EvaluationExecutor {
+    /// Runs on every rank. A rank that fails while evaluating takes the job down.
+    static func execute(_ driver: EvaluationDriver, threads requested: Int?, log: @escaping (String) -> Void) throws {
+        let mpi = try MPIContext()
+        defer { mpi.finalize() }
+        BLASThreads.set(LocalizationRun.blasThreads(requested: requested, mpi: mpi))
+
+        var planned: (work: EvaluationWork, model: TransformerModel, tokenizer: Tokenizer)?
+        var message = Message()
+        if mpi.rank == 0 {
+            do {
+                let p = try driver.plan(log: log)
+                if let small = p.work.sets.first(where: { $0.items.count < mpi.size }) {
+                    throw EvaluationError.tooFewSamples(config: small.name, samples: small.items.count, ranks: mpi.size)
+                }
+                planned = p
+                message.work = p.work
+            } catch {
+                message.error = error.localizedDescription
+            }
+        }
+        let decoded = try JSONDecoder().decode(Message.self, from: Data(try mpi.broadcast(mpi.rank == 0 ? Array(try JSONEncoder().encode(message)) : [])))
+        guard let work = decoded.work else {
+            if mpi.rank == 0 { throw PlanFailure(reporting: decoded.error ?? "planning failed", log: log) }
+            throw LocalizationError.failedOnAnotherRank
+        }
+
+        do {
+            let model: TransformerModel, tokenizer: Tokenizer
+            if let planned { (model, tokenizer) = (planned.model, planned.tokenizer) } else {
+                let loaded = try ModelRegistry.load(path: work.modelPath)
+                (model, tokenizer) = (loaded.model, try loaded.requireTokenizer())
+            }
+            let evaluator = ItemEvaluator(model: model, tokenizer: tokenizer)
+            let shares = work.sets.map { assign($0, ranks: mpi.size)[mpi.rank] }
+            var erased: (condition: Int, erasure: NeuronErasure)?
+            for (j, job) in work.jobs.enumerated() {
+                let started = Date()
+                if erased?.condition != job.condition {
+                    if let e = erased { model.restore(e.erasure) }
+                    erased = (job.condition, try model.erase(work.conditions[job.condition].neurons))
+                }
+                let set = work.sets[job.set]
+                var mine: [ItemOutcome] = []
+                for i in shares[job.set] { mine.append(try evaluator.evaluate(set.items[i], task: set.task)) }
+                let seconds = Date().timeIntervalSince(started)
+                let gathered = try mpi.gatherBytes(Array(try JSONEncoder().encode(Share(outcomes: mine, seconds: seconds))))
+                guard let gathered else { continue }
+                let parts = try gathered.map { try JSONDecoder().decode(Share.self, from: Data($0)) }
+                let outcomes = parts.flatMap(\.outcomes).sorted { $0.index < $1.index }
+                let stats = EvaluationStatistics(correct: outcomes.map(\.correct), logLikelihoods: outcomes.map(\.logLikelihood))
+                let result = JobResult(set: set.name, condition: work.conditions[job.condition], outcomes: outcomes, statistics: stats,
+                                       seconds: parts.map(\.seconds).max() ?? seconds, ranks: mpi.size)
+                try driver.record(j, result, log: log)
+            }
+            if let e = erased { model.restore(e.erasure) }
+        } catch {
+            FileHandle.standardError.write(Data("cnl: error: rank \(mpi.rank): \(error.localizedDescription)\n".utf8))
+            mpi.abort(code: 1)
+        }
+
+        var outcome = Message()
+        if mpi.rank == 0 {
+            do { try driver.finish() } catch { outcome.error = error.localizedDescription }
+        }
+        let final = try JSONDecoder().decode(Message.self, from: Data(try mpi.broadcast(mpi.rank == 0 ? Array(try JSONEncoder().encode(outcome)) : [])))
+        if let e = final.error {
+            if mpi.rank == 0 { throw PlanFailure(reporting: e, log: log) }
+            throw LocalizationError.failedOnAnotherRank
+        }
+    }
+
+    /// Items of a set per rank: most expensive first, each to the least-loaded rank (ties: the
+    /// lowest rank). Every rank computes the same assignment from the broadcast work.
+    static func assign(_ set: EvaluationWork.SetWork, ranks: Int) -> [[Int]] {
+        var load = [Double](repeating: 0, count: ranks)
+        var out = [[Int]](repeating: [], count: ranks)
+        let order = set.items.indices.sorted {
+            let (a, b) = (EvaluationSet.cost(set.items[$0], task: set.task), EvaluationSet.cost(set.items[$1], task: set.task))
+            return a != b ? a > b : $0 < $1
+        }
+        for i in order {
+            var r = 0
+            for k in 1..<ranks where load[k] < load[r] { r = k }
+            out[r].append(i)
+            load[r] += EvaluationSet.cost(set.items[i], task: set.task)
+        }
+        return out.map { $0.sorted() }
+    }
+
+    struct Message: Codable { var work: EvaluationWork?; var error: String? }
+    struct Share: Codable { var outcomes: [ItemOutcome]; var seconds: Double }
+}

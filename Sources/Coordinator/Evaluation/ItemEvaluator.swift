@@ -1,0 +1,81 @@
+// One evaluation sample through the model: greedy answer or best option, and the gold answer's log-likelihood.
+import Engine
+import Foundation
+
+/// What one sample gave (a row of samples.csv).
+public struct ItemOutcome: Codable, Sendable, Equatable {
+    public var index: Int
+    public var line: Int
+    /// `generate`: the first number of the completion ("" when none); `choice`: the best option.
+    public var prediction: String
+    /// `generate`: the gold answer's first number (its text when it has none); `choice`: the gold option.
+    public var gold: String
+    public var correct: Bool
+    /// (1/Y)·Σ_m log P(y_m | z_m) of the gold answer, teacher-forced.
+    public var logLikelihood: Double
+    /// `generate`: the decoded completion, cut at its first newline.
+    public var completion: String?
+    /// `choice`: every option's score (sum or mean of its tokens' log P).
+    public var optionScores: [Double]?
+
+    enum CodingKeys: String, CodingKey {
+        case index, line, prediction, gold, correct, logLikelihood = "log_likelihood", completion, optionScores = "option_scores"
+    }
+}
+
+/// Evaluates items of one task on one model (whatever neurons are erased in it right now).
+public final class ItemEvaluator {
+    let model: TransformerModel
+    let tokenizer: Tokenizer
+    /// Tokens after which decoding stops: EOS and every token whose text holds a newline.
+    let stopTokens: Set<Int>
+
+    public init(model: TransformerModel, tokenizer: Tokenizer) {
+        self.model = model
+        self.tokenizer = tokenizer
+        var stop = Set<Int>()
+        if let eos = tokenizer.eosTokenID { stop.insert(eos) }
+        for id in 0..<min(tokenizer.vocabularySize, model.dimensions.vocabulary) where tokenizer.decode([id]).unicodeScalars.contains("\n") {
+            stop.insert(id)
+        }
+        stopTokens = stop
+    }
+
+    public func evaluate(_ item: EvaluationItem, task: EvaluationTask) throws -> ItemOutcome {
+        switch task.kind {
+        case .generate:
+            let prompt = try model.prefill(item.prompt, continuation: max(task.maxNewTokens, item.gold.count))
+            let generated = try model.greedyContinuation(after: prompt, maxNewTokens: task.maxNewTokens) { stopTokens.contains($0) }
+            var completion = tokenizer.decode(generated)
+            // Cut at the first "\n" scalar (a Character search would miss the one inside "\r\n").
+            if let nl = completion.unicodeScalars.firstIndex(of: "\n") { completion = String(completion.unicodeScalars[..<nl]) }
+            let gold = try model.continuationLogProbabilities(item.gold, after: prompt)
+            let goldNumber = AnswerNumber.first(in: item.goldText)
+            return ItemOutcome(index: item.index, line: item.line, prediction: AnswerNumber.first(in: completion) ?? "",
+                               gold: goldNumber ?? AnswerNumber.trimmed(item.goldText),
+                               correct: AnswerNumber.isCorrect(completion: completion, gold: item.goldText),
+                               logLikelihood: mean(gold), completion: completion, optionScores: nil)
+        case .choice:
+            let prompt = try model.prefill(item.prompt, continuation: item.options.map(\.count).max() ?? 1)
+            var scores: [Double] = [], goldLL = 0.0
+            for (k, option) in item.options.enumerated() {
+                let lp = try model.continuationLogProbabilities(option, after: prompt)
+                var sum = 0.0
+                for v in lp { sum += v }
+                scores.append(task.choiceScore == .sum ? sum : sum / Double(lp.count))
+                if k == item.goldOption { goldLL = mean(lp) }
+            }
+            var best = 0
+            for k in scores.indices where scores[k] > scores[best] { best = k }   // the first on ties
+            return ItemOutcome(index: item.index, line: item.line, prediction: item.optionTexts[best].trimmingCharacters(in: .whitespaces),
+                               gold: item.optionTexts[item.goldOption ?? 0].trimmingCharacters(in: .whitespaces),
+                               correct: best == item.goldOption, logLikelihood: goldLL, completion: nil, optionScores: scores)
+        }
+    }
+
+    func mean(_ v: [Double]) -> Double {
+        var s = 0.0
+        for x in v { s += x }
+        return v.isEmpty ? 0 : s / Double(v.count)
+    }
+}
