@@ -236,10 +236,13 @@ public enum EraseStudy {
         }
         // Jobs condition by condition (each erased once for all its sets), minus those done.
         var pending: [EvaluationWork.Job] = []
+        // Sorted keys: Foundation's encoder otherwise orders keys differently from run to run.
+        let canonical = JSONEncoder()
+        canonical.outputFormatting = [.sortedKeys]
         let setHashes = try sets.map { s -> String in
             var h = SHA256()
-            h.update(try JSONEncoder().encode(s.items))
-            h.update(try JSONEncoder().encode(s.task))
+            h.update(try canonical.encode(s.items))
+            h.update(try canonical.encode(s.task))
             return h.finalize().map { String(format: "%02x", $0) }.joined()
         }
         var reused = 0
