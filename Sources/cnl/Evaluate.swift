@@ -97,6 +97,9 @@ struct Erase: ParsableCommand {
     @Option(help: "Evaluate pairs whose run localized on another data file only at this σ (the cross matrix's); default: every σ.")
     var crossSigma: Double?
 
+    @Option(help: "Which (run, set) pairs to evaluate: all (Table 3 and the cross matrix) or own (each run on the sets of its own data file).")
+    var pairs: String = "all"
+
     @Option(help: "Output directory.")
     var output: String = "runs/erase"
 
@@ -124,9 +127,10 @@ struct Erase: ParsableCommand {
                 }
                 return b
             }
+            guard pairs == "all" || pairs == "own" else { throw ValidationError("--pairs must be all or own, got '\(pairs)'") }
             if let c = crossSigma, !sigmas.contains(c) { throw ValidationError("--cross-sigma \(c) is not one of --sigma \(sigma.joined(separator: ","))") }
             let request = EraseRequest(runs: runs, evals: evals, sigmas: sigmas, randomSeeds: randomSeeds, baselines: randomSeeds > 0 ? baselines : [],
-                                       output: output, crossSigma: crossSigma, force: force, threads: threads)
+                                       output: output, crossSigma: crossSigma, ownPairsOnly: pairs == "own", force: force, threads: threads)
             guard let report = try EraseStudy.execute(request, log: logLine) else { return }
             print("\(report.rows.count) Table 3 rows in \(String(format: "%.1f", report.seconds)) s; wrote \(output)/{\(EraseOutputs.files.joined(separator: ", "))}")
         }

@@ -15,14 +15,16 @@ public struct EraseRequest: Sendable {
     /// Pairs whose run localized on another data file than the set's are evaluated only at this
     /// σ (the cross matrix's); nil: at every σ.
     public var crossSigma: Double?
+    /// Evaluate each run only on the sets of its own data file (Table 3 without the cross matrix).
+    public var ownPairsOnly: Bool
     /// Discard the per-job results of an earlier study in `output`.
     public var force: Bool
     public var threads: Int?
 
     public init(runs: [String], evals: [String], sigmas: [Double], randomSeeds: Int, baselines: [RandomBaseline], output: String,
-                crossSigma: Double? = nil, force: Bool = false, threads: Int? = nil) {
+                crossSigma: Double? = nil, ownPairsOnly: Bool = false, force: Bool = false, threads: Int? = nil) {
         self.runs = runs; self.evals = evals; self.sigmas = sigmas; self.randomSeeds = randomSeeds; self.baselines = baselines
-        self.output = output; self.crossSigma = crossSigma; self.force = force; self.threads = threads
+        self.output = output; self.crossSigma = crossSigma; self.ownPairsOnly = ownPairsOnly; self.force = force; self.threads = threads
     }
 }
 
@@ -220,8 +222,9 @@ public enum EraseStudy {
         for run in runs {
             for sigma in request.sigmas {
                 let targets = sets.indices.filter { s in
-                    guard let cross = request.crossSigma else { return true }
-                    return sameData(run, sets[s]) || sigma == cross
+                    if sameData(run, sets[s]) { return true }
+                    if request.ownPairsOnly { return false }
+                    return request.crossSigma.map { sigma == $0 } ?? true
                 }
                 guard !targets.isEmpty else { continue }
                 let mask = try run.mask(sigma: sigma)
