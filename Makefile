@@ -4,7 +4,7 @@ SHELL := /bin/bash
 MODEL ?= .assets/models/SmolLM2-135M-Instruct.Q4_1.gguf
 CNL := .build/release/cnl
 
-.PHONY: run test setup setup-oracle setup-slurm assets fixtures build build-tests bench
+.PHONY: run test setup setup-oracle setup-slurm assets fixtures build build-tests bench bench-evaluate
 
 ## The default job: localize GSM8K's capability neurons in SmolLM2 (64 samples, final answers)
 ## with a real `mpirun` of NP ranks, one BLAS thread each, then print the report. --force: a
@@ -45,3 +45,7 @@ build-tests: setup
 ## Forward speed of cnl vs PyTorch in one run.
 bench: setup-oracle assets build
 	scripts/bench-forward.sh 1 2
+
+## Evaluation speed of cnl evaluate vs HF transformers on the same samples, in one run.
+bench-evaluate: setup-oracle assets fixtures build
+	scripts/bench-evaluate.sh 1
