@@ -12,10 +12,10 @@ public enum EvaluationPlots {
         let groupsMax = sets.map { s in r.rows.filter { $0.set == s.name }.count }.max() ?? 1
         let arms = 1 + r.baselines.count
         let groupWidth = Double(arms) * 14 + 18
-        let panelW = max(300, Double(groupsMax) * groupWidth + 90), panelH = 250.0
+        let panelW = max(400, Double(groupsMax) * groupWidth + 90), panelH = 260.0
         let (w, h) = (2 * panelW + 30, 70 + Double(sets.count) * (panelH + 30) + 20)
         var s = SVGPlots.header(w, h)
-        s += "<text x=\"\(w / 2)\" y=\"22\" text-anchor=\"middle\" font-size=\"15\">Erasing located vs random neurons: drop from the base model (positive: erasing hurt)</text>\n"
+        s += "<text x=\"\(w / 2)\" y=\"22\" text-anchor=\"middle\" font-size=\"15\">Erasing neurons: drop from the base model (positive: erasing hurt)</text>\n"
         // Legend.
         var lx = 20.0
         for (i, name) in (["located"] + r.baselines.map { "\($0.rawValue) (mean ± sd, min–max)" }).enumerated() {
@@ -38,7 +38,7 @@ public enum EvaluationPlots {
                     }
                     return ("\(row.run) σ\(RunOutputs.sigmaName(row.sigma))", bars)
                 }
-                let title = "\(set.name) (\(set.task.rawValue), n = \(set.samples)): " + (accuracy ? "accuracy drop" : "answer log-likelihood drop")
+                let title = "\(set.name) (\(set.task.rawValue), n = \(set.samples)): " + (accuracy ? "accuracy" : "log-likelihood")
                 s += panel(x0: 10 + Double(pi) * (panelW + 10), y0: y0, w: panelW, h: panelH, title: title, groups: groups, groupWidth: groupWidth)
             }
         }
@@ -62,10 +62,12 @@ public enum EvaluationPlots {
         let plotH = h - top - bottom
         func y(_ v: Double) -> Double { y0 + top + (hi - v) / (hi - lo) * plotH }
         var s = "<text x=\"\(x0 + w / 2)\" y=\"\(y0 + 14)\" text-anchor=\"middle\" font-size=\"12\">\(SVGPlots.escape(title))</text>\n"
-        for k in 0...4 {
-            let v = lo + Double(k) / 4 * (hi - lo)
+        // Ticks at round steps (1, 2 or 5 × 10^k), about five over the range.
+        let raw = (hi - lo) / 5, mag = pow(10, floor(log10(raw)))
+        let step = [1.0, 2, 5, 10].map { $0 * mag }.first { $0 >= raw } ?? 10 * mag
+        for v in stride(from: ceil(lo / step) * step, through: hi, by: step).map({ abs($0) < step / 1000 ? 0 : $0 }) {
             s += "<line x1=\"\(x0 + left)\" y1=\"\(y(v))\" x2=\"\(x0 + w - 8)\" y2=\"\(y(v))\" stroke=\"#eee\"/>"
-            s += "<text x=\"\(x0 + left - 6)\" y=\"\(y(v) + 4)\" text-anchor=\"end\" font-size=\"10\">\(String(format: "%.3g", v))</text>\n"
+            s += "<text x=\"\(x0 + left - 6)\" y=\"\(y(v) + 4)\" text-anchor=\"end\" font-size=\"10\">\(String(format: "%g", (v / step).rounded() * step + 0))</text>\n"
         }
         s += "<line x1=\"\(x0 + left)\" y1=\"\(y(0))\" x2=\"\(x0 + w - 8)\" y2=\"\(y(0))\" stroke=\"#333\"/>\n"
         for (g, (label, bars)) in groups.enumerated() {
