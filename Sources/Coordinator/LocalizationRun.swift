@@ -279,13 +279,7 @@ public enum LocalizationRun {
             CheckpointDirectory(run: path).removeAll()
             try? FileManager.default.removeItem(atPath: (path as NSString).appendingPathComponent(PerSampleIndex.directoryName))
         }
-        do {
-            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-            try AtomicFile.write(Data("ok\n".utf8), to: (path as NSString).appendingPathComponent(".write-test"))
-            try FileManager.default.removeItem(atPath: (path as NSString).appendingPathComponent(".write-test"))
-        } catch {
-            throw OutputError.cannotWrite(path: path, reason: error.localizedDescription)
-        }
+        try AtomicFile.prepareDirectory(path)
     }
 
     /// One BLAS thread per rank unless told otherwise: mpirun pins each rank to a core, and

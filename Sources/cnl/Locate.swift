@@ -120,7 +120,7 @@ struct Locate: ParsableCommand {
     }
 
     func run() throws {
-        do {
+        try runOnEveryRank {
             if let threads, threads < 1 || threads > 1024 { throw ValidationError("--threads must be between 1 and 1024, got \(threads)") }
             guard progressEvery > 0 else { throw ValidationError("--progress-every must be positive, got \(progressEvery)") }
             guard checkpointEvery >= 0 else { throw ValidationError("--checkpoint-every must be 0 or more, got \(checkpointEvery)") }
@@ -135,19 +135,6 @@ struct Locate: ParsableCommand {
             guard let report = try LocalizationRun.execute(request, log: log) else { return }
             for line in report.summary { print(line) }
             print("wrote \(report.config.output)/{report.json, scores.safetensors, neurons.json, convergence.csv, convergence.svg, heatmap.svg}")
-        } catch LocalizationError.failedOnAnotherRank {
-            throw ExitCode(1)   // rank 0 prints the reason
-        } catch is PlanFailure {
-            throw ExitCode(1)   // printed by the root while MPI was still up
-        } catch let e as ValidationError {
-            // Found before MPI starts, identically on every rank: only the first one says it.
-            if launcherRank() == 0 { FileHandle.standardError.write(Data("cnl: error: \(e.message)\n".utf8)) }
-            throw ExitCode(1)
-        } catch let e as ExitCode {
-            throw e
-        } catch {
-            FileHandle.standardError.write(Data("cnl: error: \(error.localizedDescription)\n".utf8))
-            throw ExitCode(1)
         }
     }
 }

@@ -330,21 +330,7 @@ public enum EraseStudy {
         return ((output as NSString).appendingPathComponent("jobs/\(set)") as NSString).appendingPathComponent("\(safe).json")
     }
 
-    /// The output directory must be writable now, not after the evaluations.
-    static func prepareDirectory(_ path: String) throws {
-        var isDir: ObjCBool = false
-        if FileManager.default.fileExists(atPath: path, isDirectory: &isDir), !isDir.boolValue {
-            throw LocalizationError.outputNotDirectory(path: path)
-        }
-        do {
-            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-            let probe = (path as NSString).appendingPathComponent(".write-test")
-            try AtomicFile.write(Data("ok\n".utf8), to: probe)
-            try FileManager.default.removeItem(atPath: probe)
-        } catch {
-            throw OutputError.cannotWrite(path: path, reason: error.localizedDescription)
-        }
-    }
+    static func prepareDirectory(_ path: String) throws { try AtomicFile.prepareDirectory(path) }
 }
 
 extension EvaluationSet {

@@ -26,6 +26,25 @@ public enum AtomicFile {
     }
 }
 
+extension AtomicFile {
+    /// Makes `path` a writable directory now (not after an hour of work): created if missing,
+    /// refused if it is a file, probed with a small atomic write.
+    public static func prepareDirectory(_ path: String) throws {
+        var isDir: ObjCBool = false
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isDir), !isDir.boolValue {
+            throw LocalizationError.outputNotDirectory(path: path)
+        }
+        do {
+            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+            let probe = (path as NSString).appendingPathComponent(".write-test")
+            try write(Data("ok\n".utf8), to: probe)
+            try FileManager.default.removeItem(atPath: probe)
+        } catch {
+            throw OutputError.cannotWrite(path: path, reason: error.localizedDescription)
+        }
+    }
+}
+
 public enum OutputError: Error, LocalizedError, Equatable {
     case cannotWrite(path: String, reason: String)
     case badTensor(name: String, detail: String)
