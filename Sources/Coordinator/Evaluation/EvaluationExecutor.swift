@@ -93,7 +93,12 @@ enum EvaluationExecutor {
                 }
                 let set = work.sets[job.set]
                 var mine: [ItemOutcome] = []
-                for i in shares[job.set] { mine.append(try evaluator.evaluate(set.items[i], task: set.task)) }
+                // The root shows its own share's progress (the ranks' shares are balanced by cost, so it stands for all).
+                let progress = mpi.rank == 0 ? ProgressReporter(total: shares[job.set].count, label: "samples") : nil
+                for i in shares[job.set] {
+                    mine.append(try evaluator.evaluate(set.items[i], task: set.task))
+                    progress?.update(done: mine.count)
+                }
                 let seconds = Date().timeIntervalSince(started)
                 let gathered = try mpi.gatherBytes(Array(try JSONEncoder().encode(Share(outcomes: mine, seconds: seconds))))
                 guard let gathered else { continue }
