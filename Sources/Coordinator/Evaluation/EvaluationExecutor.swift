@@ -94,9 +94,9 @@ enum EvaluationExecutor {
                 let set = work.sets[job.set]
                 var mine: [ItemOutcome] = []
                 // The root shows its own share's progress (the ranks' shares are balanced by cost, so it stands for all).
-                let progress = mpi.rank == 0 ? ProgressReporter(total: shares[job.set].count, label: "samples") : nil
-                for i in shares[job.set] {
-                    mine.append(try evaluator.evaluate(set.items[i], task: set.task))
+                let progress = mpi.rank == 0 ? ProgressReporter(total: shares[job.set].map(\.count).reduce(0, +), label: "samples") : nil
+                for group in shares[job.set] {
+                    mine += try evaluator.evaluate(group.map { set.items[$0] }, task: set.task)
                     progress?.update(done: mine.count)
                 }
                 let seconds = Date().timeIntervalSince(started)
@@ -126,22 +126,28 @@ enum EvaluationExecutor {
         }
     }
 
-    /// Items of a set per rank: most expensive first, each to the least-loaded rank (ties: the
-    /// lowest rank). Every rank computes the same assignment from the broadcast work.
-    static func assign(_ set: EvaluationWork.SetWork, ranks: Int) -> [[Int]] {
+    /// Groups of a set's items evaluated together: runs of `ItemEvaluator.generateGroup` in the
+    /// set's order for `generate` (batched decoding), single items for `choice`.
+    static func groups(_ set: EvaluationWork.SetWork) -> [[Int]] {
+        let size = set.task.kind == .generate ? ItemEvaluator.generateGroup : 1
+        return stride(from: 0, to: set.items.count, by: size).map { Array($0..<min($0 + size, set.items.count)) }
+    }
+
+    /// The groups of a set per rank: most expensive first, each to the least-loaded rank (ties:
+    /// the lowest rank). Every rank computes the same assignment from the broadcast work, and
+    /// the groups never depend on the rank count.
+    static func assign(_ set: EvaluationWork.SetWork, ranks: Int) -> [[[Int]]] {
+        let all = groups(set)
+        let cost = all.map { g in g.map { EvaluationSet.cost(set.items[$0], task: set.task) }.reduce(0, +) }
         var load = [Double](repeating: 0, count: ranks)
         var out = [[Int]](repeating: [], count: ranks)
-        let order = set.items.indices.sorted {
-            let (a, b) = (EvaluationSet.cost(set.items[$0], task: set.task), EvaluationSet.cost(set.items[$1], task: set.task))
-            return a != b ? a > b : $0 < $1
-        }
-        for i in order {
+        for gi in all.indices.sorted(by: { cost[$0] != cost[$1] ? cost[$0] > cost[$1] : $0 < $1 }) {
             var r = 0
             for k in 1..<ranks where load[k] < load[r] { r = k }
-            out[r].append(i)
-            load[r] += EvaluationSet.cost(set.items[i], task: set.task)
+            out[r].append(gi)
+            load[r] += cost[gi]
         }
-        return out.map { $0.sorted() }
+        return out.map { $0.sorted().map { all[$0] } }
     }
 
     struct Message: Codable { var work: EvaluationWork?; var error: String? }

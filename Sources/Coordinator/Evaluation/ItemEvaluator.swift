@@ -41,20 +41,25 @@ public final class ItemEvaluator {
         stopTokens = stop
     }
 
+    /// Items decoded together by `generate` (in lockstep, one batch per step). The groups are
+    /// fixed runs of the set's order, never a rank's share, so the float rounding of a batch
+    /// (and so every output) does not depend on the rank count.
+    public static let generateGroup = 8
+
+    /// Outcomes of `items` (one group), in order.
+    public func evaluate(_ items: [EvaluationItem], task: EvaluationTask) throws -> [ItemOutcome] {
+        guard task.kind == .generate else { return try items.map { try evaluate($0, task: task) } }
+        let prompts = try items.map { try model.prefill($0.prompt, continuation: max(task.maxNewTokens, $0.gold.count)) }
+        let generated = try model.greedyContinuations(after: prompts, maxNewTokens: task.maxNewTokens) { stopTokens.contains($0) }
+        return try items.indices.map { try generateOutcome(items[$0], prompt: prompts[$0], generated: generated[$0]) }
+    }
+
     public func evaluate(_ item: EvaluationItem, task: EvaluationTask) throws -> ItemOutcome {
         switch task.kind {
         case .generate:
             let prompt = try model.prefill(item.prompt, continuation: max(task.maxNewTokens, item.gold.count))
             let generated = try model.greedyContinuation(after: prompt, maxNewTokens: task.maxNewTokens) { stopTokens.contains($0) }
-            var completion = tokenizer.decode(generated)
-            // Cut at the first "\n" scalar (a Character search would miss the one inside "\r\n").
-            if let nl = completion.unicodeScalars.firstIndex(of: "\n") { completion = String(completion.unicodeScalars[..<nl]) }
-            let gold = try model.continuationLogProbabilities(item.gold, after: prompt)
-            let goldNumber = AnswerNumber.first(in: item.goldText)
-            return ItemOutcome(index: item.index, line: item.line, prediction: AnswerNumber.first(in: completion) ?? "",
-                               gold: goldNumber ?? AnswerNumber.trimmed(item.goldText),
-                               correct: AnswerNumber.isCorrect(completion: completion, gold: item.goldText),
-                               logLikelihood: mean(gold), completion: completion, optionScores: nil)
+            return try generateOutcome(item, prompt: prompt, generated: generated)
         case .choice:
             let prompt = try model.prefill(item.prompt, continuation: item.options.map(\.count).max() ?? 1)
             var scores: [Double] = [], goldLL = 0.0
@@ -71,6 +76,18 @@ public final class ItemEvaluator {
                                gold: item.optionTexts[item.goldOption ?? 0].trimmingCharacters(in: .whitespaces),
                                correct: best == item.goldOption, logLikelihood: goldLL, completion: nil, optionScores: scores)
         }
+    }
+
+    /// Grades a generated answer (cut at its first newline) and scores the gold answer after the same prompt.
+    func generateOutcome(_ item: EvaluationItem, prompt: PrefilledPrompt, generated: [Int]) throws -> ItemOutcome {
+        var completion = tokenizer.decode(generated)
+        // Cut at the first "\n" scalar (a Character search would miss the one inside "\r\n").
+        if let nl = completion.unicodeScalars.firstIndex(of: "\n") { completion = String(completion.unicodeScalars[..<nl]) }
+        let gold = try model.continuationLogProbabilities(item.gold, after: prompt)
+        return ItemOutcome(index: item.index, line: item.line, prediction: AnswerNumber.first(in: completion) ?? "",
+                           gold: AnswerNumber.first(in: item.goldText) ?? AnswerNumber.trimmed(item.goldText),
+                           correct: AnswerNumber.isCorrect(completion: completion, gold: item.goldText),
+                           logLikelihood: mean(gold), completion: completion, optionScores: nil)
     }
 
     func mean(_ v: [Double]) -> Double {

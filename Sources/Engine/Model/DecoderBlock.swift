@@ -128,50 +128,80 @@ extension DecoderBlock {
     /// writing, each row's key and value are also stored at its position (a prompt pass).
     public func forward(_ x: UnsafeMutablePointer<Float>, rows R: Int, positions: [Int], rotaryRows: RotaryRows, rotaryOffset: Int = 0,
                         keys: UnsafeMutablePointer<Float>, values: UnsafeMutablePointer<Float>, writeCache: Bool, tape: BlockTape) {
+        let KW = kvWidth
+        let t = attentionInputs(x, rows: R, rotaryRows: rotaryRows, rotaryOffset: rotaryOffset, tape: tape)
+        if writeCache {
+            for r in 0..<R {
+                (keys + positions[r] * KW).update(from: t.k + r * KW, count: KW)
+                (values + positions[r] * KW).update(from: t.v + r * KW, count: KW)
+            }
+        }
+        withUnsafeMutablePointer(to: &tape.attention) { at in
+            attention.forward(q: t.q, ownK: t.k, ownV: t.v, rows: R, visible: positions, keys: keys, values: values,
+                              into: t.attended, tape: at)
+        }
+        afterAttention(x, rows: R, tape: tape)
+    }
+
+    /// x [R, D] ← block(x) for R independent sequences, row r the next token of sequence r at
+    /// `positions[r]` with its own cache (`caches[r]`: this layer's keys and values): batched
+    /// decoding, where every matrix product reads the weights once for all rows and only the
+    /// attention runs row by row. Each row's key and value are stored in its cache.
+    public func forwardDecoding(_ x: UnsafeMutablePointer<Float>, rows R: Int, positions: [Int], rotaryRows: RotaryRows,
+                                caches: [(keys: UnsafeMutablePointer<Float>, values: UnsafeMutablePointer<Float>)], tape: BlockTape) {
+        let (QW, KW) = (queryWidth, kvWidth)
+        let t = attentionInputs(x, rows: R, rotaryRows: rotaryRows, rotaryOffset: 0, tape: tape)
+        for r in 0..<R {
+            let (keys, values) = caches[r]
+            (keys + positions[r] * KW).update(from: t.k + r * KW, count: KW)
+            (values + positions[r] * KW).update(from: t.v + r * KW, count: KW)
+            attention.forward(q: t.q + r * QW, ownK: t.k + r * KW, ownV: t.v + r * KW, rows: 1, visible: [positions[r]],
+                              keys: keys, values: values, into: t.attended + r * QW, tape: nil)
+        }
+        afterAttention(x, rows: R, tape: tape)
+    }
+
+    /// norm₁(x), q, k, v (rotary applied) into the tape: everything before attention.
+    func attentionInputs(_ x: UnsafeMutablePointer<Float>, rows R: Int, rotaryRows: RotaryRows, rotaryOffset: Int, tape: BlockTape) -> TapePointers {
         tape.prepare(rows: R, block: self)
         let (D, QW, KW) = (width, queryWidth, kvWidth)
         let t = tape.pointers
         t.xIn.update(from: x, count: R * D)
-        do {
-            inputNorm.forward(x, rows: R, into: t.normed, stats: t.stats1)
-            q.forward(t.normed, rows: R, into: t.q)
-            k.forward(t.normed, rows: R, into: t.k)
-            v.forward(t.normed, rows: R, into: t.v)
-            if let rotary {
-                rotaryRows.cos.withUnsafeBufferPointer { cb in rotaryRows.sin.withUnsafeBufferPointer { sb in
-                    for r in 0..<R {
-                        let c = cb.baseAddress! + (rotaryOffset + r) * rotaryRows.half, s = sb.baseAddress! + (rotaryOffset + r) * rotaryRows.half
-                        rotary.apply(t.q + r * QW, heads: attention.heads, cos: c, sin: s)
-                        rotary.apply(t.k + r * KW, heads: attention.kvHeads, cos: c, sin: s)
-                    }
-                } }
-            }
-            if writeCache {
+        inputNorm.forward(x, rows: R, into: t.normed, stats: t.stats1)
+        q.forward(t.normed, rows: R, into: t.q)
+        k.forward(t.normed, rows: R, into: t.k)
+        v.forward(t.normed, rows: R, into: t.v)
+        if let rotary {
+            rotaryRows.cos.withUnsafeBufferPointer { cb in rotaryRows.sin.withUnsafeBufferPointer { sb in
                 for r in 0..<R {
-                    (keys + positions[r] * KW).update(from: t.k + r * KW, count: KW)
-                    (values + positions[r] * KW).update(from: t.v + r * KW, count: KW)
+                    let c = cb.baseAddress! + (rotaryOffset + r) * rotaryRows.half, s = sb.baseAddress! + (rotaryOffset + r) * rotaryRows.half
+                    rotary.apply(t.q + r * QW, heads: attention.heads, cos: c, sin: s)
+                    rotary.apply(t.k + r * KW, heads: attention.kvHeads, cos: c, sin: s)
                 }
-            }
-            withUnsafeMutablePointer(to: &tape.attention) { at in
-                attention.forward(q: t.q, ownK: t.k, ownV: t.v, rows: R, visible: positions, keys: keys, values: values,
-                                  into: t.attended, tape: at)
-            }
-            // r = x + o(attention)
-            t.residual.update(from: x, count: R * D)
-            o.forwardAccumulate(t.attended, rows: R, into: t.residual)
-            let b: UnsafeMutablePointer<Float>
-            if let post = postAttentionNorm {
-                post.forward(t.residual, rows: R, into: t.ffnInput, stats: t.stats2)
-                b = t.ffnInput
-            } else {
-                b = t.normed
-            }
-            ffnIn.forward(b, rows: R, into: t.omega)
-            ffnUp?.forward(b, rows: R, into: t.up)
-            // x ← r + down(act(ω) ⊙ u)
-            x.update(from: t.residual, count: R * D)
-            ffnFromOmega(rows: R, omega: t.omega, up: ffnUp == nil ? nil : t.up, hidden: t.hidden, into: x)
+            } }
         }
+        return t
+    }
+
+    /// x ← r + FFN(r) with r = x + o(attended): everything after attention.
+    func afterAttention(_ x: UnsafeMutablePointer<Float>, rows R: Int, tape: BlockTape) {
+        let t = tape.pointers
+        let D = width
+        // r = x + o(attention)
+        t.residual.update(from: x, count: R * D)
+        o.forwardAccumulate(t.attended, rows: R, into: t.residual)
+        let b: UnsafeMutablePointer<Float>
+        if let post = postAttentionNorm {
+            post.forward(t.residual, rows: R, into: t.ffnInput, stats: t.stats2)
+            b = t.ffnInput
+        } else {
+            b = t.normed
+        }
+        ffnIn.forward(b, rows: R, into: t.omega)
+        ffnUp?.forward(b, rows: R, into: t.up)
+        // x ← r + down(act(ω) ⊙ u)
+        x.update(from: t.residual, count: R * D)
+        ffnFromOmega(rows: R, omega: t.omega, up: ffnUp == nil ? nil : t.up, hidden: t.hidden, into: x)
     }
 
     /// x [R, D] += down(act(ω) ⊙ u) (+ bias): the FFN after its input projection. Attribution
