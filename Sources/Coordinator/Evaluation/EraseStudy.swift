@@ -184,7 +184,7 @@ public enum EraseStudy {
         func hash(_ p: String) throws -> String {
             if let h = hashes[p] { return h }
             guard FileManager.default.fileExists(atPath: p) else { throw CheckpointError.cannotOpen(path: p, reason: "no such file or directory") }
-            let h = try SHA256Hex.file(p); hashes[p] = h; return h
+            let h = try RunReport.Fingerprints.hashPath(p); hashes[p] = h; return h
         }
         let modelSHA = try hash(modelPath)
         for run in runs { try run.checkModel(fingerprint: modelSHA, config: configs[0].0) }
@@ -207,7 +207,7 @@ public enum EraseStudy {
         }
         let sets = try configs.map { try EvaluationSet.load(configPath: $0.0, config: $0.1, tokenizer: tokenizer, contextLength: d.contextLength) }
         for run in runs { for set in sets { try run.checkHeldOut(set) } }
-        try prepareDirectory(request.output)
+        try AtomicFile.prepareDirectory(request.output)
         if request.force { try? FileManager.default.removeItem(atPath: (request.output as NSString).appendingPathComponent("jobs")) }
 
         // Conditions, each once (a uniform draw depends on its count and seed only, so runs whose
@@ -330,7 +330,6 @@ public enum EraseStudy {
         return ((output as NSString).appendingPathComponent("jobs/\(set)") as NSString).appendingPathComponent("\(safe).json")
     }
 
-    static func prepareDirectory(_ path: String) throws { try AtomicFile.prepareDirectory(path) }
 }
 
 extension EvaluationSet {

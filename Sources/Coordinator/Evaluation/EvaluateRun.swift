@@ -85,7 +85,7 @@ public enum EvaluateRun {
                 throw CheckpointError.cannotOpen(path: config.model, reason: "no such file or directory; set 'model' in \(request.configPath)")
             }
             // A run of another model is refused before the model is even loaded.
-            modelSHA = try SHA256Hex.file(config.model)
+            modelSHA = try RunReport.Fingerprints.hashPath(config.model)
             let run = try request.eraseRun.map(LocatedRun.open)
             try run?.checkModel(fingerprint: modelSHA, config: request.configPath)
             let loaded = try ModelRegistry.load(path: config.model)
@@ -104,7 +104,7 @@ public enum EvaluateRun {
                                                 neurons: RandomNeurons.uniform(count: n, of: d.neuronCount, seed: request.seed))
                 erased = .init(condition: condition.key, neurons: n, run: nil, sigma: nil, seed: request.seed)
             }
-            try EraseStudy.prepareDirectory(output)
+            try AtomicFile.prepareDirectory(output)
             self.set = set
             log("cnl evaluate: \(set.items.count) samples of \(config.dataset.path) (\(set.task.kind.rawValue)), \(loaded.model.modelType) "
                 + "\(d.layers)×\(d.ffnWidth) neurons, erased: \(erased.neurons == 0 ? "none" : "\(erased.neurons) (\(condition.key))")")

@@ -35,7 +35,7 @@ public struct EvaluationSet: Sendable {
     public let items: [EvaluationItem]
 
     /// A short name for tables: the config file's name without its extension.
-    public var name: String { ((configPath as NSString).lastPathComponent as NSString).deletingPathExtension }
+    public var name: String { Self.nameOf(configPath) }
 
     /// Reads, renders and tokenizes the config's records (after `offset`, at most `limit`) the way
     /// `cnl locate` does (prompt with the tokenizer's special tokens, answers without).

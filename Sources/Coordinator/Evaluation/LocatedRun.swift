@@ -45,7 +45,7 @@ public struct LocatedRun: Sendable {
     /// file; the file must still be the one the run read (same SHA-256).
     public func localizationRecords() throws -> [(line: Int, record: String)] {
         let path = report.config.dataset.path
-        guard FileManager.default.fileExists(atPath: path), try SHA256Hex.file(path) == report.fingerprints.data else {
+        guard FileManager.default.fileExists(atPath: path), try RunReport.Fingerprints.hashPath(path) == report.fingerprints.data else {
             throw OfflineError.badReport(path: path, detail: "the data file of run \(directory) is missing or changed since the run, so its samples cannot be checked against the evaluation set")
         }
         return try DatasetLoader.records(path, limit: report.config.dataset.limit, offset: report.config.dataset.offset)
@@ -70,9 +70,4 @@ public struct LocatedRun: Sendable {
             throw EvaluationError.modelMismatch(config: config, run: directory, configModel: fingerprint, runModel: report.fingerprints.model)
         }
     }
-}
-
-/// The SHA-256 of a model path as the run reports compute it (a file, or a directory's files).
-enum SHA256Hex {
-    static func file(_ path: String) throws -> String { try RunReport.Fingerprints.hashPath(path) }
 }

@@ -101,12 +101,7 @@ extension TransformerModel {
                                   caches: caches.map { ($0.keys(layer: l), $0.values(layer: l)) }, tape: tape)
         }
         for c in caches { c.advance(by: 1) }
-        var logits = [Float](repeating: 0, count: R * d.vocabulary)
-        let normed = FloatBuffer(count: R * d.width), stats = FloatBuffer(count: 2 * R)
-        logits.withUnsafeMutableBufferPointer { lb in
-            head(x.pointer, rows: R, normed: normed.pointer, stats: stats.pointer, into: lb.baseAddress!)
-        }
-        return logits
+        return logits(ofHidden: x.pointer, rows: R)
     }
 
     /// `greedyContinuation` for several prompts in lockstep: each step decodes every sequence
@@ -133,12 +128,4 @@ extension TransformerModel {
         }
         return out
     }
-}
-
-/// Index of the largest value (the first on ties, NaN never wins), as `argmax([Float])`.
-func argmax(_ v: UnsafeBufferPointer<Float>) -> Int {
-    var best = 0
-    var bv = -Float.infinity
-    for (i, x) in v.enumerated() where x > bv { best = i; bv = x }
-    return best
 }

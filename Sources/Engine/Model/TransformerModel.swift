@@ -82,10 +82,16 @@ public final class TransformerModel {
         case .last: (first, count) = (t - 1, 1)
         case .none: return []
         }
-        var logits = [Float](repeating: 0, count: count * d.vocabulary)
-        let normed = FloatBuffer(count: count * d.width), stats = FloatBuffer(count: 2 * count)
+        return logits(ofHidden: x.pointer + first * d.width, rows: count)
+    }
+
+    /// logits [R, V] of final hidden rows [R, D] (final norm, then the LM head).
+    func logits(ofHidden h: UnsafePointer<Float>, rows: Int) -> [Float] {
+        let d = dimensions
+        var logits = [Float](repeating: 0, count: rows * d.vocabulary)
+        let normed = FloatBuffer(count: rows * d.width), stats = FloatBuffer(count: 2 * rows)
         logits.withUnsafeMutableBufferPointer { lb in
-            head(x.pointer + first * d.width, rows: count, normed: normed.pointer, stats: stats.pointer, into: lb.baseAddress!)
+            head(h, rows: rows, normed: normed.pointer, stats: stats.pointer, into: lb.baseAddress!)
         }
         return logits
     }
@@ -128,7 +134,10 @@ public final class TransformerModel {
 }
 
 /// Index of the largest value (the first on ties, NaN never wins).
-public func argmax(_ v: [Float]) -> Int {
+public func argmax(_ v: [Float]) -> Int { v.withUnsafeBufferPointer(argmax) }
+
+/// `argmax` of a buffer (a row of a logits matrix).
+func argmax(_ v: UnsafeBufferPointer<Float>) -> Int {
     var best = 0
     var bv = -Float.infinity
     for (i, x) in v.enumerated() where x > bv { best = i; bv = x }
