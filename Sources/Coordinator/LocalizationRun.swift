@@ -9,7 +9,8 @@ public struct LocateRequest: Sendable {
     public var overrides: RunConfigOverrides
     /// Overwrite a run directory that already holds a finished run.
     public var force: Bool
-    /// BLAS threads per rank (nil: OPENBLAS_NUM_THREADS, else cores shared among the node's ranks).
+    /// Threads per rank (nil: OPENBLAS_NUM_THREADS, else cores shared among the node's ranks):
+    /// workers over row batches with one BLAS thread each; the BLAS threads elsewhere.
     public var threads: Int?
     /// Seconds between progress lines when standard error is not a terminal.
     public var progressInterval: TimeInterval
@@ -101,7 +102,8 @@ public enum LocalizationRun {
                                       sums: rootState?.inherited.sums ?? ScoreAccumulator(scoreCount: scoreCount, buckets: work.buckets),
                                       every: request.checkpointEvery, store: store)
             keeper.watchSignals(rank: mpi.rank)
-            let attributor = try SampleAttributor(model: model, options: work.options)
+            // `threads` workers over row batches, one BLAS thread each: the bytes do not depend on it.
+            let attributor = try SampleAttributor(model: model, options: work.options, workers: threads)
             let progress = mpi.rank == 0 ? ProgressReporter(total: work.totalSamples, interval: request.progressInterval) : nil
             stats = try LocalizationShard.run(mpi: mpi, attributor: attributor, samples: work.assignment[mpi.rank], keeper: keeper,
                                               totalSamples: work.totalSamples, progress: progress)

@@ -57,24 +57,28 @@ public enum LocalizationShard {
         }
         let start = Date()
         progress?.update(done: 0)
-        for sample in samples {
-            do {
-                let result = try attributor.attribute(prompt: sample.prompt, answer: sample.answer)
+        var current = 0
+        do {
+            try attributor.attribute(samples: samples.map { ($0.prompt, $0.answer) }) { i, result in
+                current = i
+                let sample = samples[i]
                 try keeper.commit(index: sample.index, bucket: sample.bucket, scores: result.scores)
                 stats.answerTokens += result.answerTokens
                 stats.rows += result.rows
                 stats.flops += result.flops
-            } catch {
-                throw ShardSampleError(sample: sample, rank: mpi.rank, underlying: error)
+                stats.samples += 1
+                if isRoot {
+                    doneByRank[0] = stats.samples
+                    progress?.update(done: doneByRank.reduce(0, +))
+                    try drain(wait: false)
+                } else {
+                    try mpi.postValue(Int64(stats.samples), to: 0, tag: progressTag)
+                }
             }
-            stats.samples += 1
-            if isRoot {
-                doneByRank[0] = stats.samples
-                progress?.update(done: doneByRank.reduce(0, +))
-                try drain(wait: false)
-            } else {
-                try mpi.postValue(Int64(stats.samples), to: 0, tag: progressTag)
-            }
+        } catch let failure as SampleAttributionFailure {
+            throw ShardSampleError(sample: samples[failure.index], rank: mpi.rank, underlying: failure.underlying)
+        } catch {
+            throw ShardSampleError(sample: samples[current], rank: mpi.rank, underlying: error)
         }
         try keeper.write()
         stats.seconds = Date().timeIntervalSince(start)

@@ -75,7 +75,7 @@ struct Locate: ParsableCommand {
     @Option(help: "Precision of the per-sample store: f64 (exact), f32 or bf16.")
     var storePrecision: String = "f32"
 
-    @Option(help: "BLAS threads per rank (default: OPENBLAS_NUM_THREADS, else the cores shared among this node's ranks).")
+    @Option(help: "Threads per rank: workers over row batches, one BLAS thread each; the scores do not depend on it (default: OPENBLAS_NUM_THREADS, else the cores shared among this node's ranks).")
     var threads: Int?
 
     @Option(help: "Seconds between progress lines when standard error is not a terminal.")

@@ -95,6 +95,7 @@ public struct RunReport: Codable, Sendable {
     public var results: [SigmaResult]
     public var convergence: [ConvergencePoint]
     public var ranks: Int
+    /// Threads per rank (workers over row batches, each with one BLAS thread).
     public var blasThreadsPerRank: Int
     public var timings: Timings
     /// Which job of the run this is (0: no resume) and how many samples came from checkpoints.
@@ -104,7 +105,7 @@ public struct RunReport: Codable, Sendable {
 
     enum CodingKeys: String, CodingKey {
         case cnlReport = "cnl_report", created, configFile = "config_file", config, fingerprints, model, data, grid
-        case results, convergence, ranks, blasThreadsPerRank = "blas_threads_per_rank", timings
+        case results, convergence, ranks, blasThreadsPerRank = "threads_per_rank", timings
         case job, samplesFromCheckpoints = "samples_from_checkpoints", perSampleStore = "per_sample_store"
     }
 
@@ -143,7 +144,7 @@ public struct RunReport: Codable, Sendable {
         if samplesFromCheckpoints > 0 {
             lines.append("resumed (job \(job) of this run): \(samplesFromCheckpoints) samples from checkpoints, \(data.samples - samplesFromCheckpoints) computed now")
         }
-        lines.append(String(format: "time %.1f s (attribution %.1f s, %.3f samples/s) on %d rank%@ × %d BLAS thread%@",
+        lines.append(String(format: "time %.1f s (attribution %.1f s, %.3f samples/s) on %d rank%@ × %d thread%@",
                             timings.totalSeconds, timings.attributionSeconds, timings.samplesPerSecond, ranks, ranks == 1 ? "" : "s",
                             blasThreadsPerRank, blasThreadsPerRank == 1 ? "" : "s"))
         return lines

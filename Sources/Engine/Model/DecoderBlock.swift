@@ -67,7 +67,9 @@ public final class BlockTape {
     public private(set) var rows = 0
     let xIn = FloatBuffer()        // [R, D]   block input (norm₁ backward)
     let stats1 = FloatBuffer()     // [R, 2]
-    let normed = FloatBuffer()     // [R, D]   norm₁(x); the FFN input b of parallel blocks
+    // normed, ffnInput and hidden are forward scratch (backward needs only the others), so
+    // the tapes of a row batch share one set of them: `shareForwardScratch`.
+    private(set) var normed = FloatBuffer()     // [R, D]   norm₁(x); the FFN input b of parallel blocks
     let q = FloatBuffer()          // [R, H·E] after rotary
     let k = FloatBuffer()          // [R, G·E] after rotary (the rows' own keys)
     let v = FloatBuffer()          // [R, G·E]
@@ -75,12 +77,18 @@ public final class BlockTape {
     let attended = FloatBuffer()   // [R, H·E] attention output before o
     let residual = FloatBuffer()   // [R, D]   r = x + o(attention)
     let stats2 = FloatBuffer()     // [R, 2]
-    let ffnInput = FloatBuffer()   // [R, D]   b = norm₂(r) (sequential blocks)
+    private(set) var ffnInput = FloatBuffer()   // [R, D]   b = norm₂(r) (sequential blocks)
     let omega = FloatBuffer()      // [R, J]   ω, before the activation
     let up = FloatBuffer()         // [R, J]   u (SwiGLU)
-    let hidden = FloatBuffer()     // [R, J]   act(ω) ⊙ u
+    private(set) var hidden = FloatBuffer()     // [R, J]   act(ω) ⊙ u
 
     public init() {}
+
+    /// Uses `other`'s forward scratch (normed, ffnInput, hidden) instead of its own: tapes
+    /// filled one after another and read back only by `backward` need one copy.
+    public func shareForwardScratch(with other: BlockTape) {
+        normed = other.normed; ffnInput = other.ffnInput; hidden = other.hidden
+    }
 
     func prepare(rows r: Int, block b: DecoderBlock) {
         rows = r
@@ -91,10 +99,11 @@ public final class BlockTape {
         if b.ffnUp != nil { up.ensure(r * b.ffnWidth) }
     }
 
-    /// Bytes held, for memory reports.
-    public var bytes: Int {
-        4 * ([xIn, stats1, normed, q, k, v, attended, residual, stats2, ffnInput, omega, up, hidden].reduce(0) { $0 + $1.capacity }
-             + attention.probabilities.count)
+    /// Bytes held, for memory reports (`ownOnly`: without the forward scratch, which may be shared).
+    public func bytes(ownOnly: Bool = false) -> Int {
+        let shared = ownOnly ? [] : [normed, ffnInput, hidden]
+        return 4 * (([xIn, stats1, q, k, v, attended, residual, stats2, omega, up] + shared).reduce(0) { $0 + $1.capacity }
+                    + attention.probabilities.count)
     }
 }
 
@@ -209,7 +218,9 @@ extension DecoderBlock {
     public func ffnFromOmega(rows R: Int, omega: UnsafePointer<Float>, up: UnsafePointer<Float>?, hidden: UnsafeMutablePointer<Float>,
                              into x: UnsafeMutablePointer<Float>) {
         let n = R * ffnWidth
-        if let up {
+        if let up, activation == .silu {
+            VectorMath.siluGate(omega, up: up, count: n, into: hidden)
+        } else if let up {
             for i in 0..<n { hidden[i] = activation.apply(omega[i]) * up[i] }
         } else {
             activation.forward(omega, count: n, into: hidden)
@@ -225,7 +236,9 @@ extension DecoderBlock {
                               scratch: UnsafeMutablePointer<Float>, into dOmega: UnsafeMutablePointer<Float>) {
         ffnDown.backwardInput(dOut, rows: R, into: scratch)       // d(act(ω)⊙u) = dx · W_down
         let n = R * ffnWidth
-        if let up {
+        if let up, activation == .silu {
+            VectorMath.siluGateBackward(scratch, omega: omega, up: up, count: n, dOmega: dOmega, dUp: nil)
+        } else if let up {
             for i in 0..<n { dOmega[i] = scratch[i] * up[i] * activation.derivative(omega[i]) }
         } else {
             for i in 0..<n { dOmega[i] = scratch[i] * activation.derivative(omega[i]) }
@@ -242,7 +255,9 @@ extension DecoderBlock {
         do {
             // FFN: x_out = r + down(h), h = act(ω) ⊙ u, ω = W_in b, u = W_up b.
             ffnDown.backwardInput(dx, rows: R, into: g.dHidden)
-            if ffnUp != nil {
+            if ffnUp != nil, activation == .silu {
+                VectorMath.siluGateBackward(g.dHidden, omega: t.omega, up: t.up, count: R * J, dOmega: g.dOmega, dUp: g.dUp)
+            } else if ffnUp != nil {
                 for i in 0..<(R * J) {
                     let a = activation.apply(t.omega[i])
                     g.dOmega[i] = g.dHidden[i] * t.up[i] * activation.derivative(t.omega[i])

@@ -3,7 +3,8 @@ import Foundation
 
 /// Which rows of a forward pass need logits (the LM head is the largest matrix of a small
 /// model: skipping it for prompt positions whose logits nobody reads saves most of prefill).
-public enum LogitRows: Sendable { case all, last, none }
+/// Which rows of a pass get logits: all, the last, none, or the last n (`tail`).
+public enum LogitRows: Sendable { case all, last, none, tail(Int) }
 
 /// The one model type. Architecture files (Llama.swift, GPT2.swift, GPTJ.swift) read their
 /// config and checkpoint names and build it; everything that runs is here and in DecoderBlock.
@@ -80,6 +81,7 @@ public final class TransformerModel {
         switch rows {
         case .all: (first, count) = (0, t)
         case .last: (first, count) = (t - 1, 1)
+        case let .tail(n): (first, count) = (t - min(n, t), min(n, t))
         case .none: return []
         }
         return logits(ofHidden: x.pointer + first * d.width, rows: count)

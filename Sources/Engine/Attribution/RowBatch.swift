@@ -1,0 +1,163 @@
+// One batch of Eq. 7 rows: forward from each row's layer to the logits, ∂P/∂logits, backward to each row's ω.
+import Foundation
+
+/// What one batch adds to its sample: the scores of its layers, the per-(m, l) attribution
+/// sums and P(0)s of its rows, its FLOPs and the memory it held.
+struct BatchResult: @unchecked Sendable {
+    /// [layers firstLayer…, J]: Σ over the batch's rows of w_k/Y · ω̄ ⊙ ∂P/∂ω.
+    let firstLayer: Int
+    let scores: [Double]
+    let sums: [(Int, Double)]      // (m·L + l, Σ_j attr contribution)
+    let pZero: [(Int, Double)]     // (m·L + l, P_m(0))
+    let flops: Double
+    let bytes: Int
+}
+
+/// The buffers of one worker, reused from batch to batch (a fresh R × V logits buffer per
+/// batch cost page faults and zeroing: 3 % of the time before).
+final class RowWorkspace {
+    let tapes: [BlockTape]
+    let gradients = BlockGradients()
+    let enterOmega: [FloatBuffer], enterUp: [FloatBuffer]
+    let x = FloatBuffer(), hidden = FloatBuffer(), dx = FloatBuffer(), dOmega = FloatBuffer()
+    let logits = FloatBuffer(), normed = FloatBuffer(), stats = FloatBuffer()
+
+    init(layers: Int) {
+        tapes = (0..<layers).map { _ in BlockTape() }
+        for t in tapes.dropFirst() { t.shareForwardScratch(with: tapes[0]) }
+        enterOmega = (0..<layers).map { _ in FloatBuffer() }
+        enterUp = (0..<layers).map { _ in FloatBuffer() }
+    }
+
+    /// Bytes held (the shared forward scratch once).
+    var bytes: Int {
+        tapes.reduce(0) { $0 + $1.bytes(ownOnly: true) } + tapes[0].bytes() - tapes[0].bytes(ownOnly: true)
+            + gradients.bytes
+            + 4 * ([x, hidden, dx, dOmega, logits, normed, stats] + enterOmega + enterUp).reduce(0) { $0 + $1.capacity }
+    }
+}
+
+extension BlockGradients {
+    var bytes: Int { 4 * [dHidden, dOmega, dUp, dFFNInput, dResidual, dAttended, dq, dk, dv, dNormed].reduce(0) { $0 + $1.capacity } }
+}
+
+extension SampleAttributor {
+    /// Rows through the LM head at a time: the logits of a slab (128 × 49,152 floats for
+    /// SmolLM2, 25 MB) stay in cache between the product, the softmax gradient and the
+    /// backward product, and memory no longer grows with R × V.
+    static let headSlab = 128
+
+    /// Runs `plan.rows[range]` (sorted by layer: the rows active at layer k, those with l ≤ k,
+    /// are a prefix, and those entering at k are its end) and returns their contribution.
+    func runBatch(_ plan: SamplePlan, rows range: Range<Int>, workspace ws: RowWorkspace) -> BatchResult {
+        let d = model.dimensions
+        let (L, J, D, V, Y) = (d.layers, d.ffnWidth, d.width, d.vocabulary, plan.Y)
+        let rows = Array(plan.rows[range])
+        let R = rows.count
+        let positions = rows.map { plan.X - 1 + $0.m }
+        let rotaryRows = RotaryRows(model.rotary, positions: positions)
+        // active[k] = rows with l ≤ k (a prefix of `rows`).
+        var active = [Int](repeating: 0, count: L)
+        for r in rows { active[r.l] += 1 }
+        for k in 1..<L { active[k] += active[k - 1] }
+        let (lmin, lmax) = (rows.first!.l, rows.last!.l)
+        ws.x.ensure(R * D); ws.hidden.ensure(R * J)
+        let x = ws.x.pointer, hidden = ws.hidden.pointer
+        let capUp = plan.capUp
+        var flops = 0.0
+        let b0 = model.blocks[0]
+        let (QW, KW, H, E) = (b0.queryWidth, b0.kvWidth, d.heads, d.headDim)
+        let gemmPerRow = 2.0 * Double(D * (QW + 2 * KW) + QW * D + J * D * (capUp == nil ? 1 : 2) + J * D)
+
+        // Forward.
+        for k in lmin..<L {
+            let prev = k == 0 ? 0 : active[k - 1]
+            let enter = active[k] - prev
+            let block = model.blocks[k]
+            if prev > 0 {
+                block.forward(x, rows: prev, positions: Array(positions[0..<prev]), rotaryRows: rotaryRows,
+                              keys: plan.cache.keys(layer: k), values: plan.cache.values(layer: k), writeCache: false, tape: ws.tapes[k])
+                let keysSeen = positions[0..<prev].reduce(0) { $0 + $1 + 1 }
+                flops += 2 * (gemmPerRow * Double(prev) + 4.0 * Double(H * E * keysSeen))   // forward and backward
+            }
+            if enter > 0 {
+                ws.enterOmega[k].ensure(enter * J)
+                if capUp != nil { ws.enterUp[k].ensure(enter * J) }
+                for i in 0..<enter {
+                    let row = rows[prev + i]
+                    let alpha = quadrature[row.k].alpha
+                    let src = k * Y + row.m
+                    (x + (prev + i) * D).update(from: plan.capResidual.pointer + src * D, count: D)
+                    let w = ws.enterOmega[k].pointer + i * J, clean = plan.capOmega.pointer + src * J
+                    for j in 0..<J { w[j] = alpha * clean[j] }
+                    if let capUp { (ws.enterUp[k].pointer + i * J).update(from: capUp.pointer + src * J, count: J) }
+                }
+                block.ffnFromOmega(rows: enter, omega: ws.enterOmega[k].pointer, up: capUp == nil ? nil : ws.enterUp[k].pointer,
+                                   hidden: hidden, into: x + prev * D)
+                flops += 2 * 2.0 * Double(enter * J * D)
+            }
+        }
+
+        // Head, a slab at a time: P = softmax(logits)[y]; dP/dlogits = P·(e_y − p); dx.
+        let slab = min(R, Self.headSlab)
+        ws.logits.ensure(slab * V); ws.normed.ensure(slab * D); ws.stats.ensure(2 * slab); ws.dx.ensure(R * D)
+        let dx = ws.dx.pointer
+        var pZero: [(Int, Double)] = []
+        for s0 in stride(from: 0, to: R, by: slab) {
+            let n = min(slab, R - s0)
+            model.head(x + s0 * D, rows: n, normed: ws.normed.pointer, stats: ws.stats.pointer, into: ws.logits.pointer)
+            for i in 0..<n {
+                let row = rows[s0 + i]
+                let p = VectorMath.probabilityGradient(ws.logits.pointer + i * V, count: V, target: plan.answer[row.m])
+                if quadrature[row.k].alpha == 0 { pZero.append((row.m * L + row.l, Double(p))) }
+            }
+            model.headBackward(ws.logits.pointer, h: x + s0 * D, stats: ws.stats.pointer, rows: n, scratch: ws.normed.pointer,
+                               into: dx + s0 * D)
+        }
+        flops += 2 * 2.0 * Double(R * V * D)
+
+        // Backward, layer by layer; rows leave at the layer they entered, with their dω.
+        ws.dOmega.ensure(R * J)
+        let dOmega = ws.dOmega.pointer
+        let yInverse = 1.0 / Double(Y)
+        var scores = [Double](repeating: 0, count: (lmax - lmin + 1) * J)
+        var sums: [(Int, Double)] = []
+        for k in (lmin..<L).reversed() {
+            let prev = k == 0 ? 0 : active[k - 1]
+            let enter = active[k] - prev
+            let block = model.blocks[k]
+            if enter > 0 {
+                block.omegaGradient(dOut: dx + prev * D, rows: enter, omega: ws.enterOmega[k].pointer,
+                                    up: capUp == nil ? nil : ws.enterUp[k].pointer, scratch: hidden, into: dOmega)
+                if let sink = onRowGradient {
+                    gradientLock.lock()
+                    for i in 0..<enter {
+                        let row = rows[prev + i]
+                        sink(row.m, row.l, row.k, UnsafeBufferPointer(start: dOmega + i * J, count: J))
+                    }
+                    gradientLock.unlock()
+                }
+                scores.withUnsafeMutableBufferPointer { sc in
+                    let out = sc.baseAddress! + (k - lmin) * J
+                    for i in 0..<enter {
+                        let row = rows[prev + i]
+                        let w = quadrature[row.k].weight * yInverse
+                        let clean = plan.capOmega.pointer + (k * Y + row.m) * J, g = dOmega + i * J
+                        var total = 0.0
+                        for j in 0..<J {
+                            let a = w * Double(clean[j]) * Double(g[j])
+                            out[j] += a
+                            total += a
+                        }
+                        sums.append((row.m * L + row.l, total * Double(Y)))
+                    }
+                }
+            }
+            if prev > 0 {
+                block.backward(dx, rows: prev, rotaryRows: rotaryRows, keys: plan.cache.keys(layer: k), values: plan.cache.values(layer: k),
+                               tape: ws.tapes[k], grads: ws.gradients)
+            }
+        }
+        return BatchResult(firstLayer: lmin, scores: scores, sums: sums, pZero: pZero, flops: flops, bytes: ws.bytes)
+    }
+}
