@@ -207,7 +207,7 @@ public enum LocalizationRun {
                                                  contextLength: d.contextLength, maxAnswerTokens: config.maxAnswerTokens)
         let fingerprints = try RunReport.Fingerprints(modelPath: config.model, dataPath: config.dataset.path, samples: samples)
         let layout = try RunPlan.make(samples: samples, ranks: ranks, seed: config.seed, grid: config.convergenceGrid, layers: d.layers,
-                                      steps: config.steps, maxAnswerTokens: config.maxAnswerTokens, dataPath: config.dataset.path,
+                                      steps: config.pointsPerLayer - 1, maxAnswerTokens: config.maxAnswerTokens, dataPath: config.dataset.path,
                                       finished: Set(samples.map(\.index)))
         let identity = runIdentity(config: config, fingerprints: fingerprints, samples: samples.count, grid: layout.grid,
                                    neurons: "\(d.layers)x\(d.ffnWidth)", store: request.store)
@@ -222,11 +222,11 @@ public enum LocalizationRun {
         let inherited = (sums: previous?.sums ?? ScoreAccumulator(scoreCount: d.neuronCount, buckets: layout.bucketCount),
                          finished: previous?.finished ?? [])
         let plan = try RunPlan.make(samples: samples, ranks: ranks, seed: config.seed, grid: config.convergenceGrid,
-                                    layers: d.layers, steps: config.steps, maxAnswerTokens: config.maxAnswerTokens,
+                                    layers: d.layers, steps: config.pointsPerLayer - 1, maxAnswerTokens: config.maxAnswerTokens,
                                     dataPath: config.dataset.path, finished: Set(inherited.finished.map(\.index)))
         log("cnl locate: \(loaded.model.modelType) \(d.layers)×\(d.ffnWidth) neurons from \(config.model)")
         log("cnl locate: \(samples.count) samples of \(config.dataset.path) (a: \(plan.sizeA), b: \(plan.sizeB), seed \(config.seed)); "
-            + "S = \(config.steps), σ = \(config.sigmas.map { String(format: "%g", $0) }.joined(separator: ", ")); "
+            + (config.normalization == .gaussLegendre ? "Gauss–Legendre K = \(config.points ?? 0)" : "S = \(config.steps)") + ", σ = \(config.sigmas.map { String(format: "%g", $0) }.joined(separator: ", ")); "
             + "Appendix E grid \(plan.grid); \(ranks) rank\(ranks == 1 ? "" : "s")")
         if let previous {
             log("cnl locate: resuming: \(previous.finished.count) of \(samples.count) samples are in the checkpoints of job \(previous.generation); "
@@ -256,7 +256,7 @@ public enum LocalizationRun {
             "seed": "\(config.seed)",
             "convergence_grid": grid.map(String.init).joined(separator: ","),
             "steps": "\(config.steps)",
-            "normalization": config.normalization.rawValue,
+            "normalization": config.normalization.rawValue + (config.points.map { " \($0) points" } ?? ""),
             "max_answer_tokens": config.maxAnswerTokens.map(String.init) ?? "all",
             "row_budget": "\(config.rowBudget)",
             "per-sample store": store?.rawValue ?? "off",

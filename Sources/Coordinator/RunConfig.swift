@@ -14,6 +14,8 @@ public struct RunConfig: Codable, Sendable, Equatable {
     /// S of Eq. 7.
     public var steps: Int
     public var normalization: AttributionOptions.Normalization
+    /// K of `normalization: gauss-legendre` (SPEC "Quadrature").
+    public var points: Int?
     public var maxAnswerTokens: Int?
     public var rowBudget: Int
     /// The run directory.
@@ -22,13 +24,18 @@ public struct RunConfig: Codable, Sendable, Equatable {
     public var convergenceGrid: [Int]?
 
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case model, dataset, seed, sigmas = "sigma", spread, steps, normalization
+        case model, dataset, seed, sigmas = "sigma", spread, steps, normalization, points
         case maxAnswerTokens = "max_answer_tokens", rowBudget = "row_budget", output
         case convergenceGrid = "convergence_grid"
     }
 
     public var attributionOptions: AttributionOptions {
-        AttributionOptions(steps: steps, normalization: normalization, maxAnswerTokens: maxAnswerTokens, rowBudget: rowBudget)
+        AttributionOptions(steps: steps, normalization: normalization, maxAnswerTokens: maxAnswerTokens, rowBudget: rowBudget, points: points)
+    }
+
+    /// Rows per (answer token, layer): S + 1, or K for Gauss–Legendre.
+    public var pointsPerLayer: Int {
+        normalization == .gaussLegendre ? (points ?? 0) : steps + 1
     }
 
     public init(from decoder: Decoder) throws {
@@ -44,6 +51,7 @@ public struct RunConfig: Codable, Sendable, Equatable {
         spread = try c.decodeIfPresent(Spread.self, forKey: .spread) ?? .std
         steps = try c.decodeIfPresent(Int.self, forKey: .steps) ?? 19
         normalization = try c.decodeIfPresent(AttributionOptions.Normalization.self, forKey: .normalization) ?? .paper
+        points = try c.decodeIfPresent(Int.self, forKey: .points)
         maxAnswerTokens = try c.decodeIfPresent(Int.self, forKey: .maxAnswerTokens)
         rowBudget = try c.decodeIfPresent(Int.self, forKey: .rowBudget) ?? 600
         output = try c.decode(String.self, forKey: .output)
@@ -58,6 +66,13 @@ public struct RunConfig: Codable, Sendable, Equatable {
         for s in sigmas where !(s > 0 && s.isFinite) { throw bad("sigma", "σ must be a positive number, got \(s)") }
         guard steps >= 1 && steps <= 10_000 else { throw bad("steps", "must be between 1 and 10000, got \(steps)") }
         guard rowBudget >= 1 else { throw bad("row_budget", "must be at least 1, got \(rowBudget)") }
+        if normalization == .gaussLegendre {
+            guard let k = points, (1...64).contains(k) else {
+                throw bad("points", "normalization gauss-legendre needs 'points' (K nodes, 1 to 64, e.g. 6), got \(points.map(String.init) ?? "none")")
+            }
+        } else if let k = points {
+            throw bad("points", "\(k) is a Gauss–Legendre node count; set 'normalization: gauss-legendre' or remove 'points'")
+        }
         if let m = maxAnswerTokens, m < 1 { throw bad("max_answer_tokens", "must be at least 1, got \(m)") }
         if let l = dataset.limit, l < 1 { throw bad("dataset.limit", "must be at least 1, got \(l)") }
         guard dataset.offset >= 0 else { throw bad("dataset.offset", "must be 0 or more, got \(dataset.offset)") }
@@ -156,6 +171,7 @@ public struct RunConfigOverrides: Sendable, Equatable {
     public var spread: Spread?
     public var steps: Int?
     public var normalization: AttributionOptions.Normalization?
+    public var points: Int?
     public var maxAnswerTokens: Int?
     public var rowBudget: Int?
     public var output: String?
@@ -174,6 +190,7 @@ public struct RunConfigOverrides: Sendable, Equatable {
         if let spread { c.spread = spread }
         if let steps { c.steps = steps }
         if let normalization { c.normalization = normalization }
+        if let points { c.points = points }
         if let maxAnswerTokens { c.maxAnswerTokens = maxAnswerTokens }
         if let rowBudget { c.rowBudget = rowBudget }
         if let output { c.output = output }

@@ -45,8 +45,11 @@ struct Locate: ParsableCommand {
     @Option(help: "S of Eq. 7 (integration steps); overrides 'steps'.")
     var steps: Int?
 
-    @Option(help: "Weights of the S+1 points: paper, points or trapezoid; overrides 'normalization'.")
+    @Option(help: "Weights of the S+1 points: paper, points or trapezoid; or gauss-legendre with --points K (SPEC \"Quadrature\": not the paper's number, a more accurate integral from fewer rows); overrides 'normalization'.")
     var normalization: String?
+
+    @Option(help: "K, the Gauss–Legendre node count (with --normalization gauss-legendre); overrides 'points'.")
+    var points: Int?
 
     @Option(help: "Attribute at most this many answer tokens; overrides 'max_answer_tokens'.")
     var maxAnswerTokens: Int?
@@ -103,10 +106,11 @@ struct Locate: ParsableCommand {
         o.steps = steps
         if let normalization {
             guard let n = AttributionOptions.Normalization(rawValue: normalization) else {
-                throw ValidationError("--normalization must be paper, points or trapezoid, got '\(normalization)'")
+                throw ValidationError("--normalization must be paper, points, trapezoid or gauss-legendre, got '\(normalization)'")
             }
             o.normalization = n
         }
+        o.points = points
         o.maxAnswerTokens = maxAnswerTokens
         o.rowBudget = rowBudget
         if let grid {

@@ -1,8 +1,11 @@
 """PyTorch CPU side of the attribution benchmark: the knowledge-neuron-style algorithm (for each
 answer token m and layer l, 20 scaled copies of the full sequence z_m, a forward hook scaling
 the hooked tensor at p_m, autograd), float32, on a plain LlamaForCausalLM holding SmolLM2's
-dequantized weights. A whole sample is Y·L such (m, l) batches (hours on one core), so this
-times `--pairs` of them and reports seconds per (m, l) and the extrapolated seconds per sample.
+dequantized weights. A whole sample is Y·L such (m, l) batches, so this times `--pairs` of them
+(evenly spread) and reports seconds per (m, l) (the median) and the extrapolated seconds per
+sample (median · Y·L). `--pairs 0` times every (m, l) pair (the full run): then
+seconds_per_sample_extrapolated is the measured total. seconds_total_measured is always the sum
+over the timed pairs; full_run says whether every pair was run (--pairs 0).
 Prints one JSON line per sample."""
 import argparse
 import json
@@ -19,7 +22,7 @@ from fixtures_attribution import S, hooked_modules, smollm2_float64  # noqa: E40
 ap = argparse.ArgumentParser()
 ap.add_argument("--samples", required=True, help="JSON list of {prompt: [...], answer: [...]}")
 ap.add_argument("--threads", type=int, default=1)
-ap.add_argument("--pairs", type=int, default=3)
+ap.add_argument("--pairs", type=int, default=3, help="(m, l) pairs to time; 0: every pair (full run)")
 a = ap.parse_args()
 
 torch.set_num_threads(a.threads)
@@ -33,7 +36,8 @@ for sample in json.load(open(a.samples)):
     X, Y = len(prompt), len(answer)
     z = torch.tensor([prompt + answer[:-1]])
     pairs = [(m, l) for m in range(Y) for l in range(L)]
-    chosen = [pairs[int(i * len(pairs) / a.pairs)] for i in range(min(a.pairs, len(pairs)))]
+    full = a.pairs == 0
+    chosen = pairs if full else [pairs[int(i * len(pairs) / a.pairs)] for i in range(min(a.pairs, len(pairs)))]
     times = []
     for (m, l) in chosen:
         p = X + m - 1
@@ -58,6 +62,9 @@ for sample in json.load(open(a.samples)):
         model.zero_grad(set_to_none=True)
         times.append(time.perf_counter() - t0)
     per_pair = sorted(times)[len(times) // 2]
+    total = sum(times)
     print(json.dumps({"prompt_tokens": X, "answer_tokens": Y, "pairs_timed": len(times),
-                      "seconds_per_pair": per_pair, "seconds_per_sample_extrapolated": per_pair * Y * L,
+                      "seconds_per_pair": per_pair,
+                      "seconds_per_sample_extrapolated": total if full else per_pair * Y * L,
+                      "seconds_total_measured": total, "full_run": full,
                       "threads": a.threads, "torch": torch.__version__}), flush=True)

@@ -41,8 +41,8 @@ public struct DecoderBlock {
 
     var width: Int { ffnDown.outFeatures }               // D
     var ffnWidth: Int { ffnIn.outFeatures }              // J
-    var queryWidth: Int { q.outFeatures }                // H·E
-    var kvWidth: Int { k.outFeatures }                   // G·E
+    public var queryWidth: Int { q.outFeatures }         // H·E
+    public var kvWidth: Int { k.outFeatures }            // G·E
 }
 
 /// Cos/sin rows for a list of positions, shared by every block of one pass.
@@ -67,14 +67,14 @@ public final class BlockTape {
     public private(set) var rows = 0
     let xIn = FloatBuffer()        // [R, D]   block input (norm₁ backward)
     let stats1 = FloatBuffer()     // [R, 2]
-    // normed, ffnInput and hidden are forward scratch (backward needs only the others), so
+    // normed, attended, ffnInput and hidden are forward scratch (backward needs only the others), so
     // the tapes of a row batch share one set of them: `shareForwardScratch`.
     private(set) var normed = FloatBuffer()     // [R, D]   norm₁(x); the FFN input b of parallel blocks
     let q = FloatBuffer()          // [R, H·E] after rotary
     let k = FloatBuffer()          // [R, G·E] after rotary (the rows' own keys)
     let v = FloatBuffer()          // [R, G·E]
     var attention = CausalAttention.Tape()
-    let attended = FloatBuffer()   // [R, H·E] attention output before o
+    private(set) var attended = FloatBuffer()   // [R, H·E] attention output before o
     let residual = FloatBuffer()   // [R, D]   r = x + o(attention)
     let stats2 = FloatBuffer()     // [R, 2]
     private(set) var ffnInput = FloatBuffer()   // [R, D]   b = norm₂(r) (sequential blocks)
@@ -84,10 +84,10 @@ public final class BlockTape {
 
     public init() {}
 
-    /// Uses `other`'s forward scratch (normed, ffnInput, hidden) instead of its own: tapes
+    /// Uses `other`'s forward scratch (normed, attended, ffnInput, hidden) instead of its own: tapes
     /// filled one after another and read back only by `backward` need one copy.
     public func shareForwardScratch(with other: BlockTape) {
-        normed = other.normed; ffnInput = other.ffnInput; hidden = other.hidden
+        normed = other.normed; attended = other.attended; ffnInput = other.ffnInput; hidden = other.hidden
     }
 
     func prepare(rows r: Int, block b: DecoderBlock) {
@@ -101,8 +101,8 @@ public final class BlockTape {
 
     /// Bytes held, for memory reports (`ownOnly`: without the forward scratch, which may be shared).
     public func bytes(ownOnly: Bool = false) -> Int {
-        let shared = ownOnly ? [] : [normed, ffnInput, hidden]
-        return 4 * (([xIn, stats1, q, k, v, attended, residual, stats2, omega, up] + shared).reduce(0) { $0 + $1.capacity }
+        let shared = ownOnly ? [] : [normed, attended, ffnInput, hidden]
+        return 4 * (([xIn, stats1, q, k, v, residual, stats2, omega, up] + shared).reduce(0) { $0 + $1.capacity }
                     + attention.probabilities.count)
     }
 }
