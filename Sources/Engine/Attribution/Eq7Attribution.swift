@@ -26,6 +26,8 @@ public final class SampleAttributor {
     /// workers it is called under a lock, in no fixed order.
     public var onRowGradient: ((_ m: Int, _ layer: Int, _ point: Int, _ gradient: UnsafeBufferPointer<Float>) -> Void)?
     let quadrature: [(alpha: Float, weight: Double)]
+    /// The point with α = 1, if the rule has one (the paper's rules: n = S).
+    let cleanPoint: Int?
     let workspaces: [RowWorkspace]
     let gradientLock = NSLock()
 
@@ -36,10 +38,12 @@ public final class SampleAttributor {
         self.options = options
         self.workers = workers
         quadrature = options.quadrature()
+        cleanPoint = quadrature.firstIndex { $0.alpha == 1 }
         workspaces = (0..<workers).map { _ in RowWorkspace(layers: model.dimensions.layers) }
     }
 
-    /// One row: answer token m (0-based), layer l, integrand point k (α_k, weight w_k).
+    /// One row: answer token m (0-based), layer l, integrand point k (α_k, weight w_k). The row
+    /// (m, 0, cleanPoint) also stands for (m, l, cleanPoint) at every l ≥ 1.
     struct Row { let m: Int; let l: Int; let k: Int }
 
     /// One sample.
@@ -125,9 +129,11 @@ public final class SampleAttributor {
                 return Foundation.exp(Double(z[answer[m]] - top)) / sum
             }
         }
+        // At α = 1 every layer's row is the clean run itself: one row from layer 0 gives ∂P_m/∂ω_l
+        // at α = 1 for every l on its way back (RowBatch), so rows (m, l ≥ 1, α = 1) are not made.
         var rows: [Row] = []
         rows.reserveCapacity(L * Y * quadrature.count)
-        for l in 0..<L { for m in 0..<Y { for k in quadrature.indices { rows.append(Row(m: m, l: l, k: k)) } } }
+        for l in 0..<L { for m in 0..<Y { for k in quadrature.indices where l == 0 || k != cleanPoint { rows.append(Row(m: m, l: l, k: k)) } } }
         let batches = stride(from: 0, to: rows.count, by: options.rowBudget).map { $0..<min(rows.count, $0 + options.rowBudget) }
         return SamplePlan(X: X, answer: answer, cache: cache, capResidual: capResidual, capOmega: capOmega, capUp: capUp,
                           pClean: pClean, rows: rows, batches: batches)

@@ -60,7 +60,7 @@ extension SampleAttributor {
         var active = [Int](repeating: 0, count: L)
         for r in rows { active[r.l] += 1 }
         for k in 1..<L { active[k] += active[k - 1] }
-        let (lmin, lmax) = (rows.first!.l, rows.last!.l)
+        let lmin = rows.first!.l
         ws.x.ensure(R * D); ws.hidden.ensure(R * J)
         let x = ws.x.pointer, hidden = ws.hidden.pointer
         let capUp = plan.capUp
@@ -120,8 +120,21 @@ extension SampleAttributor {
         ws.dOmega.ensure(R * J)
         let dOmega = ws.dOmega.pointer
         let yInverse = 1.0 / Double(Y)
-        var scores = [Double](repeating: 0, count: (lmax - lmin + 1) * J)
         var sums: [(Int, Double)] = []
+        var scores = [Double](repeating: 0, count: (L - lmin) * J)
+        // The clean rows (l = 0, α = 1) among the active ones: they stand for every layer's α = 1.
+        let cleanRows = cleanPoint.map { c in (0..<R).filter { rows[$0].l == 0 && rows[$0].k == c } } ?? []
+        func add(_ row: Row, layer k: Int, gradient g: UnsafePointer<Float>, into out: UnsafeMutablePointer<Double>) {
+            let w = quadrature[row.k].weight * yInverse
+            let clean = plan.capOmega.pointer + (k * Y + row.m) * J
+            var total = 0.0
+            for j in 0..<J {
+                let a = w * Double(clean[j]) * Double(g[j])
+                out[j] += a
+                total += a
+            }
+            sums.append((row.m * L + k, total * Double(Y)))
+        }
         for k in (lmin..<L).reversed() {
             let prev = k == 0 ? 0 : active[k - 1]
             let enter = active[k] - prev
@@ -138,24 +151,22 @@ extension SampleAttributor {
                     gradientLock.unlock()
                 }
                 scores.withUnsafeMutableBufferPointer { sc in
-                    let out = sc.baseAddress! + (k - lmin) * J
-                    for i in 0..<enter {
-                        let row = rows[prev + i]
-                        let w = quadrature[row.k].weight * yInverse
-                        let clean = plan.capOmega.pointer + (k * Y + row.m) * J, g = dOmega + i * J
-                        var total = 0.0
-                        for j in 0..<J {
-                            let a = w * Double(clean[j]) * Double(g[j])
-                            out[j] += a
-                            total += a
-                        }
-                        sums.append((row.m * L + row.l, total * Double(Y)))
-                    }
+                    for i in 0..<enter { add(rows[prev + i], layer: k, gradient: dOmega + i * J, into: sc.baseAddress! + (k - lmin) * J) }
                 }
             }
             if prev > 0 {
                 block.backward(dx, rows: prev, rotaryRows: rotaryRows, keys: plan.cache.keys(layer: k), values: plan.cache.values(layer: k),
                                tape: ws.tapes[k], grads: ws.gradients)
+                // The block's own ∂P/∂ω_k for the clean rows: α = 1 at layer k.
+                let g = ws.gradients.pointers.dOmega
+                if let sink = onRowGradient, !cleanRows.isEmpty {
+                    gradientLock.lock()
+                    for i in cleanRows { sink(rows[i].m, k, rows[i].k, UnsafeBufferPointer(start: g + i * J, count: J)) }
+                    gradientLock.unlock()
+                }
+                scores.withUnsafeMutableBufferPointer { sc in
+                    for i in cleanRows { add(rows[i], layer: k, gradient: g + i * J, into: sc.baseAddress! + (k - lmin) * J) }
+                }
             }
         }
         return BatchResult(firstLayer: lmin, scores: scores, sums: sums, pZero: pZero, flops: flops, bytes: ws.bytes)
