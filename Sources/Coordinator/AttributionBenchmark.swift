@@ -81,7 +81,8 @@ public enum AttributionBenchmark {
         try attributor.attribute(samples: samples.map { ($0.prompt, $0.answer) }) { i, r in
             let s = samples[i]
             let now = Date()
-            let minimal = minimalFLOPs(model.dimensions, block: model.blocks[0], prompt: s.prompt.count, answer: r.answerTokens, points: points)
+            let minimal = minimalFLOPs(model.dimensions, block: model.blocks[0], prompt: s.prompt.count, answer: r.answerTokens, points: points,
+                                       clean: options.quadrature().contains { $0.alpha == 1 })
             timings.append(AttributionSampleTiming(
                 index: s.index, promptTokens: s.prompt.count, answerTokens: r.answerTokens, rows: r.rows, gflop: r.flops / 1e9,
                 minimalGFLOP: minimal / 1e9, peakChunkBytes: r.peakChunkBytes, promptIDs: s.prompt, answerIDs: s.answer,
@@ -129,7 +130,9 @@ public enum AttributionBenchmark {
     }
 
     /// SPEC's shortcut at its cheapest, from shapes alone (see `AttributionSampleTiming.minimalGFLOP`).
-    static func minimalFLOPs(_ d: ModelDimensions, block b: DecoderBlock, prompt X: Int, answer Y: Int, points: Int) -> Double {
+    /// `clean`: the rule has the point α = 1, whose rows are the clean run at every layer, so
+    /// one row per answer token from layer 0 serves them all.
+    static func minimalFLOPs(_ d: ModelDimensions, block b: DecoderBlock, prompt X: Int, answer Y: Int, points: Int, clean: Bool) -> Double {
         let (D, J, V, L) = (Double(d.width), Double(d.ffnWidth), Double(d.vocabulary), d.layers)
         let (QW, KW, HE) = (Double(b.queryWidth), Double(b.kvWidth), Double(d.heads * d.headDim))
         let ffnInputs = b.ffnUp == nil ? 1.0 : 2.0
@@ -140,11 +143,9 @@ public enum AttributionBenchmark {
         // Rows: forward and the same products backward.
         for m in 0..<Y {
             let keys = Double(X + m)                      // the prefix before p_m and the row's own key
-            for l in 0..<L {
-                let above = Double(L - 1 - l)
-                let forward = 2 * J * D + above * (products + 2 * 2 * HE * keys) + 2 * V * D
-                flops += Double(points) * 2 * forward
-            }
+            func forward(_ l: Int) -> Double { 2 * J * D + Double(L - 1 - l) * (products + 2 * 2 * HE * keys) + 2 * V * D }
+            for l in 0..<L { flops += Double(points - (clean ? 1 : 0)) * 2 * forward(l) }
+            if clean { flops += 2 * forward(0) }
         }
         return flops
     }
