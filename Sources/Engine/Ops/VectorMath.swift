@@ -10,7 +10,10 @@ typealias Float8 = SIMD8<Float>
 /// Why: libm's expf is one call per element; this is 1.5× faster without AVX, and the
 /// softmax over 49,152 logits per row and SiLU's three exps per neuron per row add up.
 @inline(__always) func exp8(_ x0: Float8) -> Float8 {
-    let x = x0.clamped(lowerBound: Float8(repeating: -87), upperBound: Float8(repeating: 88))
+    // (replace(with:where:) rather than clamped: the generic pointwiseMin/Max are not inlined.)
+    var x = x0
+    x.replace(with: -87, where: x .< -87)
+    x.replace(with: 88, where: x .> 88)
     let shifter = Float8(repeating: 12_582_912)          // 1.5·2^23: adding it rounds to an integer
     let t = x * 1.442_695_040_888_963_4 + shifter
     let n = unsafeBitCast(t, to: SIMD8<Int32>.self) &- 0x4B40_0000
@@ -67,7 +70,7 @@ public enum VectorMath {
     public static func probabilityGradient(_ z: UnsafeMutablePointer<Float>, count n: Int, target y: Int) -> Float {
         var m8 = Float8(repeating: -.infinity)
         var i = 0
-        while i + 8 <= n { m8 = pointwiseMax(m8, load8(z + i)); i += 8 }
+        while i + 8 <= n { let v = load8(z + i); m8.replace(with: v, where: v .> m8); i += 8 }
         var m = m8.max()
         while i < n { m = max(m, z[i]); i += 1 }
         var sum = 0.0
