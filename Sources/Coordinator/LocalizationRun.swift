@@ -286,7 +286,18 @@ public enum LocalizationRun {
 
     /// One BLAS thread per rank unless told otherwise: mpirun pins each rank to a core, and
     /// ranks that each spawn a thread per core would fight over them.
+    /// A rank whose affinity allows fewer CPUs than its threads says so once (its threads
+    /// would share them: mpirun binds each rank to one core by default for up to 2 ranks).
     static func blasThreads(requested: Int?, mpi: MPIContext) -> Int {
+        let threads = resolvedThreads(requested: requested, mpi: mpi)
+        if let allowed = CPUAffinity.allowedCPUs, allowed < threads {
+            FileHandle.standardError.write(Data(("cnl: warning: rank \(mpi.rank) runs \(threads) threads but may use only \(allowed) CPU\(allowed == 1 ? "" : "s") "
+                + "(its affinity); under mpirun pass --bind-to none or --map-by slot:PE=\(threads), under srun --cpus-per-task=\(threads)\n").utf8))
+        }
+        return threads
+    }
+
+    static func resolvedThreads(requested: Int?, mpi: MPIContext) -> Int {
         if let requested { return requested }
         let env = ProcessInfo.processInfo.environment
         if let v = env["OPENBLAS_NUM_THREADS"].flatMap(Int.init), v >= 1 { return v }

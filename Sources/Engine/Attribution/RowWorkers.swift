@@ -6,7 +6,7 @@ import Foundation
 /// attention, the softmax, the element-wise passes), not only the matrix products, and the
 /// low layers' short products do not have to be split. A worker takes, in this order: the next
 /// unclaimed batch of the earliest open sample; else the clean pass of the next sample (at most
-/// `workers + 1` samples open, so memory stays bounded); else it waits. The caller's thread
+/// `2·workers + 2` samples open, so memory stays bounded); else it waits. The caller's thread
 /// only merges finished samples, in order, and hands them over.
 final class RowWorkers: @unchecked Sendable {
     let attributor: SampleAttributor
@@ -16,6 +16,9 @@ final class RowWorkers: @unchecked Sendable {
     private var nextToOpen = 0
     private var open: [Int: OpenSample] = [:]
     private var stopped = false
+    /// Samples open at once: enough that a worker is rarely left waiting while another finishes
+    /// the last batch of the oldest sample (an open sample holds only its cache and captures).
+    private var window: Int { 2 * attributor.workers + 2 }
 
     final class OpenSample {
         var plan: SampleAttributor.SamplePlan?
@@ -79,7 +82,7 @@ final class RowWorkers: @unchecked Sendable {
                 continue
             }
             // 2. The clean pass of the next sample.
-            if nextToOpen < samples.count, open.count <= attributor.workers {
+            if nextToOpen < samples.count, open.count < window {
                 let i = nextToOpen
                 nextToOpen += 1
                 let sample = OpenSample()
