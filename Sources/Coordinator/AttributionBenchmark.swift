@@ -72,8 +72,9 @@ public enum AttributionBenchmark {
         let workers = threading == .rows ? threads : 1
         BLASThreads.set(threading == .rows ? 1 : threads)
         let attributor = try SampleAttributor(model: model, options: options, workers: workers)
-        let points = options.quadrature().count
+        let points = options.quadrature().count, hasCleanPoint = options.quadrature().contains { $0.alpha == 1 }
         var timings: [AttributionSampleTiming] = []
+        if let scoresOut { try FileManager.default.createDirectory(atPath: scoresOut, withIntermediateDirectories: true) }
         // One untimed warm-up sample (page-in of the weights, first-touch of the workspaces).
         _ = try attributor.attribute(prompt: samples[0].prompt, answer: samples[0].answer)
         let start = Date()
@@ -82,7 +83,7 @@ public enum AttributionBenchmark {
             let s = samples[i]
             let now = Date()
             let minimal = minimalFLOPs(model.dimensions, block: model.blocks[0], prompt: s.prompt.count, answer: r.answerTokens, points: points,
-                                       clean: options.quadrature().contains { $0.alpha == 1 })
+                                       clean: hasCleanPoint)
             timings.append(AttributionSampleTiming(
                 index: s.index, promptTokens: s.prompt.count, answerTokens: r.answerTokens, rows: r.rows, gflop: r.flops / 1e9,
                 minimalGFLOP: minimal / 1e9, peakChunkBytes: r.peakChunkBytes, promptIDs: s.prompt, answerIDs: s.answer,
@@ -92,7 +93,6 @@ public enum AttributionBenchmark {
                        s.prompt.count, r.answerTokens, r.rows, now.timeIntervalSince(start), now.timeIntervalSince(last), r.flops / 1e9, minimal / 1e9))
             last = now
             if let scoresOut {
-                try FileManager.default.createDirectory(atPath: scoresOut, withIntermediateDirectories: true)
                 let d = model.dimensions
                 try SafetensorsWriter.write([.float64("scores", r.scores, shape: [d.layers, d.ffnWidth])],
                                             to: (scoresOut as NSString).appendingPathComponent("sample-\(i).safetensors"))

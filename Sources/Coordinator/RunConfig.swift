@@ -35,7 +35,7 @@ public struct RunConfig: Codable, Sendable, Equatable {
 
     /// Rows per (answer token, layer): S + 1, or K for Gauss–Legendre.
     public var pointsPerLayer: Int {
-        normalization == .gaussLegendre ? (points ?? 0) : steps + 1
+        attributionOptions.quadrature().count
     }
 
     public init(from decoder: Decoder) throws {

@@ -61,7 +61,7 @@ extension SampleAttributor {
         var active = [Int](repeating: 0, count: L)
         for r in rows { active[r.l] += 1 }
         for k in 1..<L { active[k] += active[k - 1] }
-        let lmin = rows.first!.l
+        let lmin = rows[0].l        // batches are never empty (SamplePlan.batches)
         ws.x.ensure(R * D); ws.hidden.ensure(R * J)
         let x = ws.x.pointer, hidden = ws.hidden.pointer
         let capUp = plan.capUp

@@ -218,10 +218,8 @@ extension DecoderBlock {
     public func ffnFromOmega(rows R: Int, omega: UnsafePointer<Float>, up: UnsafePointer<Float>?, hidden: UnsafeMutablePointer<Float>,
                              into x: UnsafeMutablePointer<Float>) {
         let n = R * ffnWidth
-        if let up, activation == .silu {
-            VectorMath.siluGate(omega, up: up, count: n, into: hidden)
-        } else if let up {
-            for i in 0..<n { hidden[i] = activation.apply(omega[i]) * up[i] }
+        if let up {
+            activation.gate(omega, up: up, count: n, into: hidden)
         } else {
             activation.forward(omega, count: n, into: hidden)
         }
@@ -236,10 +234,8 @@ extension DecoderBlock {
                               scratch: UnsafeMutablePointer<Float>, into dOmega: UnsafeMutablePointer<Float>) {
         ffnDown.backwardInput(dOut, rows: R, into: scratch)       // d(act(ω)⊙u) = dx · W_down
         let n = R * ffnWidth
-        if let up, activation == .silu {
-            VectorMath.siluGateBackward(scratch, omega: omega, up: up, count: n, dOmega: dOmega, dUp: nil)
-        } else if let up {
-            for i in 0..<n { dOmega[i] = scratch[i] * up[i] * activation.derivative(omega[i]) }
+        if let up {
+            activation.gateBackward(scratch, omega: omega, up: up, count: n, dOmega: dOmega, dUp: nil)
         } else {
             for i in 0..<n { dOmega[i] = scratch[i] * activation.derivative(omega[i]) }
         }
@@ -255,14 +251,8 @@ extension DecoderBlock {
         do {
             // FFN: x_out = r + down(h), h = act(ω) ⊙ u, ω = W_in b, u = W_up b.
             ffnDown.backwardInput(dx, rows: R, into: g.dHidden)
-            if ffnUp != nil, activation == .silu {
-                VectorMath.siluGateBackward(g.dHidden, omega: t.omega, up: t.up, count: R * J, dOmega: g.dOmega, dUp: g.dUp)
-            } else if ffnUp != nil {
-                for i in 0..<(R * J) {
-                    let a = activation.apply(t.omega[i])
-                    g.dOmega[i] = g.dHidden[i] * t.up[i] * activation.derivative(t.omega[i])
-                    g.dUp[i] = g.dHidden[i] * a
-                }
+            if ffnUp != nil {
+                activation.gateBackward(g.dHidden, omega: t.omega, up: t.up, count: R * J, dOmega: g.dOmega, dUp: g.dUp)
             } else {
                 activation.backward(g.dHidden, x: t.omega, count: R * J, into: g.dOmega)
             }

@@ -59,6 +59,22 @@ public enum Activation: String, Sendable {
         for i in 0..<count { y[i] = apply(x[i]) }
     }
 
+    /// hidden = act(ω) ⊙ u (SwiGLU-style gates); SiLU takes the eight-lane path.
+    public func gate(_ omega: UnsafePointer<Float>, up: UnsafePointer<Float>, count: Int, into hidden: UnsafeMutablePointer<Float>) {
+        if self == .silu { return VectorMath.siluGate(omega, up: up, count: count, into: hidden) }
+        for i in 0..<count { hidden[i] = apply(omega[i]) * up[i] }
+    }
+
+    /// Backward of `gate`: dω = d ⊙ u ⊙ act′(ω) and, when dUp is given, du = d ⊙ act(ω).
+    public func gateBackward(_ d: UnsafePointer<Float>, omega: UnsafePointer<Float>, up: UnsafePointer<Float>, count: Int,
+                             dOmega: UnsafeMutablePointer<Float>, dUp: UnsafeMutablePointer<Float>?) {
+        if self == .silu { return VectorMath.siluGateBackward(d, omega: omega, up: up, count: count, dOmega: dOmega, dUp: dUp) }
+        for i in 0..<count {
+            dOmega[i] = d[i] * up[i] * derivative(omega[i])
+            dUp?[i] = d[i] * apply(omega[i])
+        }
+    }
+
     /// dx = dy ⊙ act′(x).
     public func backward(_ dy: UnsafePointer<Float>, x: UnsafePointer<Float>, count: Int, into dx: UnsafeMutablePointer<Float>) {
         for i in 0..<count { dx[i] = dy[i] * derivative(x[i]) }
