@@ -31,7 +31,19 @@ public final class SampleAttributor {
     let workspaces: [RowWorkspace]
     let gradientLock = NSLock()
 
-    public init(model: TransformerModel, options: AttributionOptions = AttributionOptions(), workers: Int = 1) throws {
+    public convenience init(model: TransformerModel, options: AttributionOptions = AttributionOptions(), workers: Int = 1) throws {
+        guard model.slice.isFull else {
+            throw AttributionError.badOption("stage \(model.slice.stage) holds layers \(model.slice.layers) only: attribute it with StageAttributor")
+        }
+        try self.init(anySlice: model, options: options, workers: workers)
+    }
+
+    /// The rows' machinery for one pipeline stage (StageAttributor drives it).
+    convenience init(stageOf model: TransformerModel, options: AttributionOptions) throws {
+        try self.init(anySlice: model, options: options, workers: 1)
+    }
+
+    private init(anySlice model: TransformerModel, options: AttributionOptions, workers: Int) throws {
         try options.validate()
         guard workers >= 1 else { throw AttributionError.badOption("workers must be at least 1, got \(workers)") }
         self.model = model
@@ -77,12 +89,13 @@ public final class SampleAttributor {
     // MARK: - The clean pass and the plan
 
     /// A sample ready for its rows: the clean pass's cache and captures, the rows, the batches.
+    /// A pipeline stage's plan holds the cache and captures of its own layers only.
     final class SamplePlan: @unchecked Sendable {
         let X: Int, answer: [Int]
         let cache: KVCache
-        let capResidual, capOmega: FloatBuffer    // [L, Y, D], [L, Y, J]
-        let capUp: FloatBuffer?                   // [L, Y, J] (SwiGLU)
-        let pClean: [Double]                      // [Y]
+        let capResidual, capOmega: FloatBuffer    // [layers held, Y, D], [layers held, Y, J]
+        let capUp: FloatBuffer?                   // [layers held, Y, J] (SwiGLU)
+        let pClean: [Double]                      // [Y] (empty on a stage without the head)
         let rows: [Row]                           // sorted by (l, m, k)
         let batches: [Range<Int>]
         init(X: Int, answer: [Int], cache: KVCache, capResidual: FloatBuffer, capOmega: FloatBuffer, capUp: FloatBuffer?,
@@ -91,35 +104,72 @@ public final class SampleAttributor {
             self.capUp = capUp; self.pClean = pClean; self.rows = rows; self.batches = batches
         }
         var Y: Int { answer.count }
+        /// Index of (layer, answer token m) in the captures.
+        func capture(layer: Int, m: Int) -> Int { (layer - cache.firstLayer) * Y + m }
+    }
+
+    /// The answer tokens attributed (the first `maxAnswerTokens`, if set) and the rows of a
+    /// sample, cut into batches: these depend only on the sample and the options, so every
+    /// stage of a pipeline makes the same ones.
+    func rowPlan(answer fullAnswer: [Int]) -> (answer: [Int], rows: [Row], batches: [Range<Int>]) {
+        let L = model.dimensions.layers
+        let answer = options.maxAnswerTokens.map { Array(fullAnswer.prefix($0)) } ?? fullAnswer
+        // At α = 1 every layer's row is the clean run itself: one row from layer 0 gives ∂P_m/∂ω_l
+        // at α = 1 for every l on its way back (RowBatch), so rows (m, l ≥ 1, α = 1) are not made.
+        var rows: [Row] = []
+        rows.reserveCapacity(L * answer.count * quadrature.count)
+        for l in 0..<L { for m in answer.indices { for k in quadrature.indices where l == 0 || k != cleanPoint { rows.append(Row(m: m, l: l, k: k)) } } }
+        let batches = stride(from: 0, to: rows.count, by: options.rowBudget).map { $0..<min(rows.count, $0 + options.rowBudget) }
+        return (answer, rows, batches)
     }
 
     /// Checks the sample, runs the clean pass (cache every key/value; keep r, ω̄, u at each
     /// p_m = X − 1 + m, and P_m(1) from the clean logits) and cuts the rows into batches.
-    func prepare(prompt: [Int], answer fullAnswer: [Int]) throws -> SamplePlan {
+    /// On a pipeline stage (`link`), the pass covers the stage's layers: the hidden states come
+    /// from the previous stage (or the embedding) and go on to the next (or the head).
+    func prepare(prompt: [Int], answer fullAnswer: [Int], link: StageLink? = nil) throws -> SamplePlan {
         let d = model.dimensions
-        let (L, J, D) = (d.layers, d.ffnWidth, d.width)
+        let (J, D, V) = (d.ffnWidth, d.width, d.vocabulary)
+        let slice = model.slice
         guard !prompt.isEmpty else { throw AttributionError.emptyPrompt }
         guard !fullAnswer.isEmpty else { throw AttributionError.emptyAnswer }
-        let answer = options.maxAnswerTokens.map { Array(fullAnswer.prefix($0)) } ?? fullAnswer
+        let (answer, rows, batches) = rowPlan(answer: fullAnswer)
         let (X, Y) = (prompt.count, answer.count)
         // z_Y = x ⊕ y_{<Y}: the last answer token is only ever a target.
         let input = prompt + answer.dropLast()
-        guard input.count <= d.contextLength else { throw AttributionError.tooLong(tokens: input.count, context: d.contextLength) }
+        let T = input.count
+        guard T <= d.contextLength else { throw AttributionError.tooLong(tokens: T, context: d.contextLength) }
+        for tok in input where tok < 0 || tok >= V { throw ModelError.tokenOutOfRange(token: tok, vocabulary: V) }
+        let held = slice.layers.count
         let gated = model.blocks[0].ffnUp != nil
-        let cache = model.makeCache(capacity: input.count)
-        let capResidual = FloatBuffer(count: L * Y * D), capOmega = FloatBuffer(count: L * Y * J)
-        let capUp = gated ? FloatBuffer(count: L * Y * J) : nil
-        // Logits of the last Y positions, p_1 … p_Y.
-        let logits = try model.forward(input, cache: cache, logits: .tail(Y)) { layer, tape in
+        let cache = model.makeCache(capacity: T)
+        let capResidual = FloatBuffer(count: held * Y * D), capOmega = FloatBuffer(count: held * Y * J)
+        let capUp = gated ? FloatBuffer(count: held * Y * J) : nil
+        let positions = Array(0..<T)
+        let x = FloatBuffer(count: T * D)
+        if slice.holdsEmbedding {
+            model.embed(input, positions: positions, into: x.pointer)
+        } else {
+            try link!.receiveFromPrevious(x.pointer, count: T * D)
+        }
+        model.forwardLayers(x.pointer, rows: T, positions: positions, rotaryRows: RotaryRows(model.rotary, positions: positions),
+                            cache: cache, tape: BlockTape()) { layer, tape in
             let t = tape.pointers
             for m in 0..<Y {
-                let row = X - 1 + m
-                (capResidual.pointer + (layer * Y + m) * D).update(from: t.residual + row * D, count: D)
-                (capOmega.pointer + (layer * Y + m) * J).update(from: t.omega + row * J, count: J)
-                if let capUp { (capUp.pointer + (layer * Y + m) * J).update(from: t.up + row * J, count: J) }
+                let row = X - 1 + m, c = (layer - slice.layers.lowerBound) * Y + m
+                (capResidual.pointer + c * D).update(from: t.residual + row * D, count: D)
+                (capOmega.pointer + c * J).update(from: t.omega + row * J, count: J)
+                if let capUp { (capUp.pointer + c * J).update(from: t.up + row * J, count: J) }
             }
         }
-        let V = d.vocabulary
+        cache.advance(by: T)
+        guard slice.holdsHead else {
+            try link!.sendToNext(x.pointer, count: T * D)
+            return SamplePlan(X: X, answer: answer, cache: cache, capResidual: capResidual, capOmega: capOmega, capUp: capUp,
+                              pClean: [], rows: rows, batches: batches)
+        }
+        // Logits of the last Y positions, p_1 … p_Y.
+        let logits = model.logits(ofHidden: x.pointer + (T - Y) * D, rows: Y)
         let pClean: [Double] = logits.withUnsafeBufferPointer { lb in
             (0..<Y).map { m in
                 let z = lb.baseAddress! + m * V
@@ -129,12 +179,6 @@ public final class SampleAttributor {
                 return Foundation.exp(Double(z[answer[m]] - top)) / sum
             }
         }
-        // At α = 1 every layer's row is the clean run itself: one row from layer 0 gives ∂P_m/∂ω_l
-        // at α = 1 for every l on its way back (RowBatch), so rows (m, l ≥ 1, α = 1) are not made.
-        var rows: [Row] = []
-        rows.reserveCapacity(L * Y * quadrature.count)
-        for l in 0..<L { for m in 0..<Y { for k in quadrature.indices where l == 0 || k != cleanPoint { rows.append(Row(m: m, l: l, k: k)) } } }
-        let batches = stride(from: 0, to: rows.count, by: options.rowBudget).map { $0..<min(rows.count, $0 + options.rowBudget) }
         return SamplePlan(X: X, answer: answer, cache: cache, capResidual: capResidual, capOmega: capOmega, capUp: capUp,
                           pClean: pClean, rows: rows, batches: batches)
     }

@@ -97,28 +97,42 @@ public enum GPT2 {
         })
     }
 
-    public static func load(hf source: HFDirectory) throws -> TransformerModel {
+    public static func load(hf source: HFDirectory, stage: StageRequest? = nil) throws -> TransformerModel {
         let config: GPT2Config
         do { config = try JSONDecoder().decode(GPT2Config.self, from: source.configData) } catch {
             throw ModelError.badConfig(path: source.path + "/config.json", key: "(file)", detail: "does not decode as a GPT-2 config: \(error)")
         }
-        let model = try build(config: config, path: source.path)
+        let model = try build(config: config, path: source.path, stage: stage)
+        let others = Set(hfKeyMap(parameterSpecs(config), source: source).values.map(\.stored))    // other stages' tensors: never read
         try model.parameters.load(from: source, keyMap: hfKeyMap(model.parameters.specs, source: source)) { name in
             // Causal-mask buffers of old checkpoints; the tied head is the embedding.
             name.hasSuffix("attn.bias") && !name.hasSuffix("c_attn.bias") || name.hasSuffix("attn.masked_bias")
-                || (config.tieWordEmbeddings && name == "lm_head.weight")
+                || (config.tieWordEmbeddings && name == "lm_head.weight") || others.contains(name)
         }
         return model
     }
 
+    /// The part of the model a canonical tensor belongs to (for pipeline stages).
+    static func part(of name: String) -> ModelSlice.Part {
+        if name == "transformer.wte.weight" { return .tokenEmbedding }
+        if name == "transformer.wpe.weight" { return .positionEmbedding }
+        if name.hasPrefix("transformer.h."), let l = Int(name.dropFirst("transformer.h.".count).prefix { $0 != "." }) { return .layer(l) }
+        return .head
+    }
+
     /// The model for `config` with zero weights (loaders fill them).
-    public static func build(config c: GPT2Config, path: String) throws -> TransformerModel {
+    /// `stage`: only that stage's layers and ends (ModelSlice); nil: the whole model.
+    public static func build(config c: GPT2Config, path: String, stage: StageRequest? = nil) throws -> TransformerModel {
         try c.validate(path: path)
-        let store = ParameterStore(specs: parameterSpecs(c))
         let (d, j, hd) = (c.nEmbd, c.innerSize, c.nEmbd / c.nHead)
+        let dimensions = ModelDimensions(layers: c.nLayer, width: d, ffnWidth: j, heads: c.nHead, kvHeads: c.nHead,
+                                         headDim: hd, vocabulary: c.vocabSize, contextLength: c.nPositions)
+        let slice = try ModelSlice.make(stage, dimensions: dimensions, path: path,
+                                        rowCost: .init(dimensions: dimensions, queryWidth: d, kvWidth: d, ffnMatrices: 2))
+        let store = ParameterStore(specs: parameterSpecs(c).filter { slice.holds(part(of: $0.name), tiedEmbeddings: c.tieWordEmbeddings) })
         let activation = Activation(hfName: c.activationFunction)!
         let eps = Float(c.layerNormEpsilon)
-        let blocks = (0..<c.nLayer).map { l -> DecoderBlock in
+        let blocks = slice.layers.map { l -> DecoderBlock in
             let p = "transformer.h.\(l)."
             func lin(_ n: String, _ o: Int, _ i: Int) -> Linear {
                 Linear(weight: store.pointer(p + n + ".weight"), bias: store.pointer(p + n + ".bias"), out: o, in: i)
@@ -143,14 +157,13 @@ public enum GPT2 {
                 ffnIn: lin("mlp.c_fc", j, d), ffnUp: nil, ffnDown: lin("mlp.c_proj", d, j),
                 activation: activation)
         }
-        let wte = store.pointer("transformer.wte.weight")
+        let wte = store.optionalPointer("transformer.wte.weight")
+        let head = slice.holdsHead
         return TransformerModel(
-            modelType: "gpt2",
-            dimensions: ModelDimensions(layers: c.nLayer, width: d, ffnWidth: j, heads: c.nHead, kvHeads: c.nHead,
-                                        headDim: hd, vocabulary: c.vocabSize, contextLength: c.nPositions),
-            parameters: store, tiedEmbeddings: c.tieWordEmbeddings, blocks: blocks, rotary: nil,
-            tokenEmbedding: wte, positionEmbedding: store.pointer("transformer.wpe.weight"),
-            finalNorm: .layer(LayerNorm(weight: store.pointer("transformer.ln_f.weight"), bias: store.pointer("transformer.ln_f.bias"), width: d, eps: eps)),
-            lmHead: Linear(weight: c.tieWordEmbeddings ? wte : store.pointer("lm_head.weight"), bias: nil, out: c.vocabSize, in: d))
+            modelType: "gpt2", dimensions: dimensions,
+            parameters: store, tiedEmbeddings: c.tieWordEmbeddings, slice: slice, blocks: blocks, rotary: nil,
+            tokenEmbedding: slice.holdsEmbedding ? wte : nil, positionEmbedding: store.optionalPointer("transformer.wpe.weight"),
+            finalNorm: head ? .layer(LayerNorm(weight: store.pointer("transformer.ln_f.weight"), bias: store.pointer("transformer.ln_f.bias"), width: d, eps: eps)) : nil,
+            lmHead: head ? Linear(weight: c.tieWordEmbeddings ? wte! : store.pointer("lm_head.weight"), bias: nil, out: c.vocabSize, in: d) : nil)
     }
 }

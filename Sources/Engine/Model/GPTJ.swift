@@ -86,30 +86,42 @@ public enum GPTJ {
         return s
     }
 
-    public static func load(hf source: HFDirectory) throws -> TransformerModel {
+    public static func load(hf source: HFDirectory, stage: StageRequest? = nil) throws -> TransformerModel {
         let config: GPTJConfig
         do { config = try JSONDecoder().decode(GPTJConfig.self, from: source.configData) } catch {
             throw ModelError.badConfig(path: source.path + "/config.json", key: "(file)", detail: "does not decode as a GPT-J config: \(error)")
         }
-        let model = try build(config: config, path: source.path)
+        let model = try build(config: config, path: source.path, stage: stage)
         let map = Dictionary(uniqueKeysWithValues: model.parameters.specs.map { ($0.name, ParameterSource($0.name)) })
+        let others = Set(parameterSpecs(config).map(\.name))    // other stages' tensors: never read
         try model.parameters.load(from: source, keyMap: map) { name in
             name.hasSuffix("attn.bias") || name.hasSuffix("attn.masked_bias") || name.hasSuffix("embed_positions")
-                || (config.tieWordEmbeddings && name == "lm_head.weight")
+                || (config.tieWordEmbeddings && name == "lm_head.weight") || others.contains(name)
         }
         return model
     }
 
+    /// The part of the model a canonical tensor belongs to (for pipeline stages).
+    static func part(of name: String) -> ModelSlice.Part {
+        if name == "transformer.wte.weight" { return .tokenEmbedding }
+        if name.hasPrefix("transformer.h."), let l = Int(name.dropFirst("transformer.h.".count).prefix { $0 != "." }) { return .layer(l) }
+        return .head
+    }
+
     /// The model for `config` with zero weights (loaders fill them). One LayerNorm feeds both
     /// attention and FFN (a parallel block: no post-attention norm).
-    public static func build(config c: GPTJConfig, path: String) throws -> TransformerModel {
+    public static func build(config c: GPTJConfig, path: String, stage: StageRequest? = nil) throws -> TransformerModel {
         try c.validate(path: path)
-        let store = ParameterStore(specs: parameterSpecs(c))
         let (d, j, hd) = (c.nEmbd, c.innerSize, c.headDim)
+        let dimensions = ModelDimensions(layers: c.nLayer, width: d, ffnWidth: j, heads: c.nHead, kvHeads: c.nHead,
+                                         headDim: hd, vocabulary: c.vocabSize, contextLength: c.nPositions)
+        let slice = try ModelSlice.make(stage, dimensions: dimensions, path: path,
+                                        rowCost: .init(dimensions: dimensions, queryWidth: d, kvWidth: d, ffnMatrices: 2))
+        let store = ParameterStore(specs: parameterSpecs(c).filter { slice.holds(part(of: $0.name), tiedEmbeddings: c.tieWordEmbeddings) })
         let rotary = RotaryEmbedding(layout: .interleaved, rotaryDim: c.rotaryDimension, headDim: hd, base: 10000)
         let activation = Activation(hfName: c.activationFunction)!
         let eps = Float(c.layerNormEpsilon)
-        let blocks = (0..<c.nLayer).map { l -> DecoderBlock in
+        let blocks = slice.layers.map { l -> DecoderBlock in
             let p = "transformer.h.\(l)."
             func lin(_ n: String, _ o: Int, _ i: Int) -> Linear {
                 Linear(weight: store.pointer(p + n + ".weight"), bias: store.optionalPointer(p + n + ".bias"), out: o, in: i)
@@ -123,15 +135,14 @@ public enum GPTJ {
                 ffnIn: lin("mlp.fc_in", j, d), ffnUp: nil, ffnDown: lin("mlp.fc_out", d, j),
                 activation: activation)
         }
-        let wte = store.pointer("transformer.wte.weight")
+        let wte = store.optionalPointer("transformer.wte.weight")
+        let head = slice.holdsHead
         return TransformerModel(
-            modelType: "gptj",
-            dimensions: ModelDimensions(layers: c.nLayer, width: d, ffnWidth: j, heads: c.nHead, kvHeads: c.nHead,
-                                        headDim: hd, vocabulary: c.vocabSize, contextLength: c.nPositions),
-            parameters: store, tiedEmbeddings: c.tieWordEmbeddings, blocks: blocks, rotary: rotary,
-            tokenEmbedding: wte, positionEmbedding: nil,
-            finalNorm: .layer(LayerNorm(weight: store.pointer("transformer.ln_f.weight"), bias: store.pointer("transformer.ln_f.bias"), width: d, eps: eps)),
-            lmHead: Linear(weight: c.tieWordEmbeddings ? wte : store.pointer("lm_head.weight"),
-                           bias: store.pointer("lm_head.bias"), out: c.vocabSize, in: d))
+            modelType: "gptj", dimensions: dimensions,
+            parameters: store, tiedEmbeddings: c.tieWordEmbeddings, slice: slice, blocks: blocks, rotary: rotary,
+            tokenEmbedding: slice.holdsEmbedding ? wte : nil, positionEmbedding: nil,
+            finalNorm: head ? .layer(LayerNorm(weight: store.pointer("transformer.ln_f.weight"), bias: store.pointer("transformer.ln_f.bias"), width: d, eps: eps)) : nil,
+            lmHead: head ? Linear(weight: c.tieWordEmbeddings ? wte! : store.pointer("lm_head.weight"),
+                                  bias: store.pointer("lm_head.bias"), out: c.vocabSize, in: d) : nil)
     }
 }

@@ -260,36 +260,52 @@ public enum Llama {
         return m
     }
 
-    public static func load(hf source: HFDirectory) throws -> TransformerModel {
+    public static func load(hf source: HFDirectory, stage: StageRequest? = nil) throws -> TransformerModel {
         let config: LlamaConfig
         do { config = try JSONDecoder().decode(LlamaConfig.self, from: source.configData) } catch {
             throw ModelError.badConfig(path: source.path + "/config.json", key: "(file)", detail: "does not decode as a Llama config: \(error)")
         }
-        let model = try build(config: config, path: source.path)
+        let model = try build(config: config, path: source.path, stage: stage)
+        let others = Set(parameterSpecs(config).map(\.name))    // other stages' tensors: never read
         try model.parameters.load(from: source, keyMap: hfKeyMap(model.parameters.specs)) { name in
-            name.hasSuffix("rotary_emb.inv_freq") || (config.tieWordEmbeddings && name == "lm_head.weight")
+            name.hasSuffix("rotary_emb.inv_freq") || (config.tieWordEmbeddings && name == "lm_head.weight") || others.contains(name)
         }
         return model
     }
 
-    public static func load(gguf: GGUFReader) throws -> TransformerModel {
+    public static func load(gguf: GGUFReader, stage: StageRequest? = nil) throws -> TransformerModel {
         let config = try LlamaConfig(gguf: gguf)
-        let model = try build(config: config, path: gguf.path)
+        let model = try build(config: config, path: gguf.path, stage: stage)
         let wanted = Set(model.parameters.specs.map(\.name))
-        try model.parameters.load(from: gguf, keyMap: ggufKeyMap(config).filter { wanted.contains($0.key) }) { _ in false }
+        let all = ggufKeyMap(config)
+        let full = Set(parameterSpecs(config).compactMap { all[$0.name]?.stored })    // other stages' tensors: never read
+        try model.parameters.load(from: gguf, keyMap: all.filter { wanted.contains($0.key) }) { full.contains($0) }
         return model
     }
 
+    /// The part of the model a canonical tensor belongs to (for pipeline stages).
+    static func part(of name: String) -> ModelSlice.Part {
+        if name == "model.embed_tokens.weight" { return .tokenEmbedding }
+        if name.hasPrefix("model.layers."), let l = Int(name.dropFirst("model.layers.".count).prefix { $0 != "." }) { return .layer(l) }
+        return .head
+    }
+
     /// The model for `config` with zero weights (loaders fill them).
-    public static func build(config c: LlamaConfig, path: String) throws -> TransformerModel {
+    /// `stage`: only that stage's layers and ends (ModelSlice); nil: the whole model.
+    public static func build(config c: LlamaConfig, path: String, stage: StageRequest? = nil) throws -> TransformerModel {
         try c.validate(path: path)
-        let store = ParameterStore(specs: parameterSpecs(c))
         let (d, j, qd, kvd) = (c.hiddenSize, c.intermediateSize, c.numAttentionHeads * c.headDim, c.numKeyValueHeads * c.headDim)
+        let dimensions = ModelDimensions(layers: c.numHiddenLayers, width: d, ffnWidth: j, heads: c.numAttentionHeads,
+                                         kvHeads: c.numKeyValueHeads, headDim: c.headDim, vocabulary: c.vocabSize,
+                                         contextLength: c.maxPositionEmbeddings)
+        let slice = try ModelSlice.make(stage, dimensions: dimensions, path: path,
+                                        rowCost: .init(dimensions: dimensions, queryWidth: qd, kvWidth: kvd, ffnMatrices: 3))
+        let store = ParameterStore(specs: parameterSpecs(c).filter { slice.holds(part(of: $0.name), tiedEmbeddings: c.tieWordEmbeddings) })
         let rotary = RotaryEmbedding(layout: .halves, rotaryDim: c.headDim, headDim: c.headDim, base: Float(c.ropeTheta),
                                      scaling: try c.ropeScaling?.scaling(path: path, maxPositions: c.maxPositionEmbeddings) ?? .none)
         let activation = Activation(hfName: c.hiddenAct)!
         let eps = Float(c.rmsNormEps)
-        let blocks = (0..<c.numHiddenLayers).map { l -> DecoderBlock in
+        let blocks = slice.layers.map { l -> DecoderBlock in
             let p = "model.layers.\(l)."
             func lin(_ n: String, _ o: Int, _ i: Int) -> Linear {
                 Linear(weight: store.pointer(p + n + ".weight"), bias: store.optionalPointer(p + n + ".bias"), out: o, in: i)
@@ -305,15 +321,13 @@ public enum Llama {
                 ffnIn: lin("mlp.gate_proj", j, d), ffnUp: lin("mlp.up_proj", j, d), ffnDown: lin("mlp.down_proj", d, j),
                 activation: activation)
         }
-        let embedding = store.pointer("model.embed_tokens.weight")
+        let embedding = store.optionalPointer("model.embed_tokens.weight")
+        let head = slice.holdsHead
         return TransformerModel(
-            modelType: "llama",
-            dimensions: ModelDimensions(layers: c.numHiddenLayers, width: d, ffnWidth: j, heads: c.numAttentionHeads,
-                                        kvHeads: c.numKeyValueHeads, headDim: c.headDim, vocabulary: c.vocabSize,
-                                        contextLength: c.maxPositionEmbeddings),
-            parameters: store, tiedEmbeddings: c.tieWordEmbeddings, blocks: blocks, rotary: rotary,
-            tokenEmbedding: embedding, positionEmbedding: nil,
-            finalNorm: .rms(RMSNorm(weight: store.pointer("model.norm.weight"), width: d, eps: eps)),
-            lmHead: Linear(weight: c.tieWordEmbeddings ? embedding : store.pointer("lm_head.weight"), bias: nil, out: c.vocabSize, in: d))
+            modelType: "llama", dimensions: dimensions,
+            parameters: store, tiedEmbeddings: c.tieWordEmbeddings, slice: slice, blocks: blocks, rotary: rotary,
+            tokenEmbedding: slice.holdsEmbedding ? embedding : nil, positionEmbedding: nil,
+            finalNorm: head ? .rms(RMSNorm(weight: store.pointer("model.norm.weight"), width: d, eps: eps)) : nil,
+            lmHead: head ? Linear(weight: c.tieWordEmbeddings ? embedding! : store.pointer("lm_head.weight"), bias: nil, out: c.vocabSize, in: d) : nil)
     }
 }

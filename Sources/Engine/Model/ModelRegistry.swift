@@ -22,34 +22,35 @@ public struct LoadedModel {
 
 public enum ModelRegistry {
     /// HF `model_type` → loader for an HF directory (one entry per architecture file).
-    static let hfArchitectures: [String: (HFDirectory) throws -> TransformerModel] = [
-        "llama": { try Llama.load(hf: $0) },
-        "gpt2": { try GPT2.load(hf: $0) },
-        "gptj": { try GPTJ.load(hf: $0) },
+    static let hfArchitectures: [String: (HFDirectory, StageRequest?) throws -> TransformerModel] = [
+        "llama": { try Llama.load(hf: $0, stage: $1) },
+        "gpt2": { try GPT2.load(hf: $0, stage: $1) },
+        "gptj": { try GPTJ.load(hf: $0, stage: $1) },
     ]
 
     /// GGUF `general.architecture` → loader.
-    static let ggufArchitectures: [String: (GGUFReader) throws -> TransformerModel] = [
-        "llama": { try Llama.load(gguf: $0) },
+    static let ggufArchitectures: [String: (GGUFReader, StageRequest?) throws -> TransformerModel] = [
+        "llama": { try Llama.load(gguf: $0, stage: $1) },
     ]
 
     public static var supportedModelTypes: [String] { hfArchitectures.keys.sorted() }
 
-    /// Loads a `.gguf` file or an HF directory (config.json + safetensors).
-    public static func load(path: String) throws -> LoadedModel {
+    /// Loads a `.gguf` file or an HF directory (config.json + safetensors); with `stage`, only
+    /// that pipeline stage's tensors are read (the others' bytes are never touched).
+    public static func load(path: String, stage: StageRequest? = nil) throws -> LoadedModel {
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
             throw CheckpointError.cannotOpen(path: path, reason: "no such file or directory")
         }
         if isDir.boolValue {
             let dir = try HFDirectory(path: path)
-            return try load(hf: dir)
+            return try load(hf: dir, stage: stage)
         }
         let gguf = try GGUFReader(path: path)
-        return try load(gguf: gguf)
+        return try load(gguf: gguf, stage: stage)
     }
 
-    public static func load(hf dir: HFDirectory) throws -> LoadedModel {
+    public static func load(hf dir: HFDirectory, stage: StageRequest? = nil) throws -> LoadedModel {
         struct Head: Decodable { let model_type: String? }
         let configPath = dir.path + "/config.json"
         let head: Head
@@ -62,17 +63,17 @@ public enum ModelRegistry {
         guard let make = hfArchitectures[type] else {
             throw CheckpointError.unsupportedArchitecture(path: configPath, name: type, supported: supportedModelTypes)
         }
-        return LoadedModel(model: try make(dir), path: dir.path, format: "safetensors", storage: storageSummary(dir),
+        return LoadedModel(model: try make(dir, stage), path: dir.path, format: "safetensors", storage: storageSummary(dir),
                            tokenizer: try hfTokenizer(dir.path))
     }
 
-    public static func load(gguf: GGUFReader) throws -> LoadedModel {
+    public static func load(gguf: GGUFReader, stage: StageRequest? = nil) throws -> LoadedModel {
         let arch = try gguf.string("general.architecture")
         guard let make = ggufArchitectures[arch] else {
             throw CheckpointError.unsupportedArchitecture(path: gguf.path, name: arch, supported: ggufArchitectures.keys.sorted())
         }
         let tokenizer = gguf.metadata["tokenizer.ggml.model"] == nil ? nil : try Tokenizer.load(gguf: gguf)
-        return LoadedModel(model: try make(gguf), path: gguf.path, format: "GGUF v\(gguf.version)", storage: storageSummary(gguf),
+        return LoadedModel(model: try make(gguf, stage), path: gguf.path, format: "GGUF v\(gguf.version)", storage: storageSummary(gguf),
                            tokenizer: tokenizer)
     }
 

@@ -15,31 +15,51 @@ public final class TransformerModel {
     public let parameters: ParameterStore
     /// Whether the LM head reuses the token embedding matrix.
     public let tiedEmbeddings: Bool
+    /// The layers (and ends) this instance holds: the whole model, or one pipeline stage.
+    public let slice: ModelSlice
+    /// The blocks of `slice.layers`, in order (all L for a whole model): `block(l)` by layer.
     public let blocks: [DecoderBlock]
     public let rotary: RotaryEmbedding?
-    let tokenEmbedding: UnsafeMutablePointer<Float>       // [V, D]
+    let tokenEmbedding: UnsafeMutablePointer<Float>?      // [V, D] (nil on a stage that needs none)
     let positionEmbedding: UnsafeMutablePointer<Float>?   // [T max, D] (GPT-2)
-    public let finalNorm: Norm
-    public let lmHead: Linear                             // [V, D] (+ bias [V] for GPT-J)
+    private let headParts: (norm: Norm, lmHead: Linear)?
 
-    init(modelType: String, dimensions: ModelDimensions, parameters: ParameterStore, tiedEmbeddings: Bool,
-         blocks: [DecoderBlock], rotary: RotaryEmbedding?, tokenEmbedding: UnsafeMutablePointer<Float>,
-         positionEmbedding: UnsafeMutablePointer<Float>?, finalNorm: Norm, lmHead: Linear) {
+    init(modelType: String, dimensions: ModelDimensions, parameters: ParameterStore, tiedEmbeddings: Bool, slice: ModelSlice,
+         blocks: [DecoderBlock], rotary: RotaryEmbedding?, tokenEmbedding: UnsafeMutablePointer<Float>?,
+         positionEmbedding: UnsafeMutablePointer<Float>?, finalNorm: Norm?, lmHead: Linear?) {
+        precondition(blocks.count == slice.layers.count, "internal: \(blocks.count) blocks for layers \(slice.layers)")
         self.modelType = modelType; self.dimensions = dimensions; self.parameters = parameters
-        self.tiedEmbeddings = tiedEmbeddings; self.blocks = blocks; self.rotary = rotary
+        self.tiedEmbeddings = tiedEmbeddings; self.slice = slice; self.blocks = blocks; self.rotary = rotary
         self.tokenEmbedding = tokenEmbedding; self.positionEmbedding = positionEmbedding
-        self.finalNorm = finalNorm; self.lmHead = lmHead
+        if let finalNorm, let lmHead { headParts = (finalNorm, lmHead) } else { headParts = nil }
     }
 
+    /// The block of layer `layer` (a layer of `slice`).
+    public func block(_ layer: Int) -> DecoderBlock { blocks[layer - slice.layers.lowerBound] }
+
+    /// The final norm (the last stage, or a whole model).
+    public var finalNorm: Norm {
+        guard let headParts else { preconditionFailure("internal: stage \(slice.stage) holds layers \(slice.layers), not the final norm") }
+        return headParts.norm
+    }
+
+    /// The LM head (the last stage, or a whole model).
+    public var lmHead: Linear {
+        guard let headParts else { preconditionFailure("internal: stage \(slice.stage) holds layers \(slice.layers), not the LM head") }
+        return headParts.lmHead
+    }
+
+    /// A cache for this instance's layers.
     public func makeCache(capacity: Int? = nil) -> KVCache {
         let d = dimensions
-        return KVCache(layers: d.layers, kvHeads: d.kvHeads, headDim: d.headDim, capacity: min(capacity ?? d.contextLength, d.contextLength))
+        return KVCache(layers: slice.layers, kvHeads: d.kvHeads, headDim: d.headDim, capacity: min(capacity ?? d.contextLength, d.contextLength))
     }
 
     // MARK: - Forward
 
     /// x [T, D] = embedding of `tokens` at `positions`.
     public func embed(_ tokens: [Int], positions: [Int], into x: UnsafeMutablePointer<Float>) {
+        guard let tokenEmbedding, slice.holdsEmbedding else { preconditionFailure("internal: stage \(slice.stage) does not hold the embeddings") }
         let d = dimensions.width
         for (t, tok) in tokens.enumerated() {
             let row = x + t * d
@@ -56,6 +76,7 @@ public final class TransformerModel {
     /// attribution reads the clean activations it needs from there.
     public func forward(_ tokens: [Int], cache: KVCache, logits rows: LogitRows = .last,
                         inspect: ((Int, BlockTape) -> Void)? = nil) throws -> [Float] {
+        precondition(slice.isFull, "internal: forward needs the whole model, this is stage \(slice.stage)")
         let d = dimensions
         let t = tokens.count
         guard t > 0 else { return [] }
@@ -71,11 +92,7 @@ public final class TransformerModel {
         let x = FloatBuffer(count: t * d.width)
         let tape = BlockTape()
         embed(tokens, positions: positions, into: x.pointer)
-        for (l, block) in blocks.enumerated() {
-            block.forward(x.pointer, rows: t, positions: positions, rotaryRows: rotaryRows,
-                          keys: cache.keys(layer: l), values: cache.values(layer: l), writeCache: true, tape: tape)
-            inspect?(l, tape)
-        }
+        forwardLayers(x.pointer, rows: t, positions: positions, rotaryRows: rotaryRows, cache: cache, tape: tape, inspect: inspect)
         cache.advance(by: t)
         let (first, count): (Int, Int)
         switch rows {
@@ -87,8 +104,20 @@ public final class TransformerModel {
         return logits(ofHidden: x.pointer + first * d.width, rows: count)
     }
 
+    /// Runs rows x [T, D] at `positions` through this instance's blocks, writing their keys and
+    /// values into `cache` (the caller advances it): a whole model's pass, or one stage's part
+    /// of a pipelined clean pass.
+    public func forwardLayers(_ x: UnsafeMutablePointer<Float>, rows t: Int, positions: [Int], rotaryRows: RotaryRows, cache: KVCache,
+                              tape: BlockTape, inspect: ((Int, BlockTape) -> Void)? = nil) {
+        for l in slice.layers {
+            block(l).forward(x, rows: t, positions: positions, rotaryRows: rotaryRows,
+                             keys: cache.keys(layer: l), values: cache.values(layer: l), writeCache: true, tape: tape)
+            inspect?(l, tape)
+        }
+    }
+
     /// logits [R, V] of final hidden rows [R, D] (final norm, then the LM head).
-    func logits(ofHidden h: UnsafePointer<Float>, rows: Int) -> [Float] {
+    public func logits(ofHidden h: UnsafePointer<Float>, rows: Int) -> [Float] {
         let d = dimensions
         var logits = [Float](repeating: 0, count: rows * d.vocabulary)
         let normed = FloatBuffer(count: rows * d.width), stats = FloatBuffer(count: 2 * rows)

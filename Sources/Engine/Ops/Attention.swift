@@ -4,7 +4,9 @@ import Foundation
 
 /// Keys and values of every layer for positions 0..<count (rotary already applied to keys).
 public final class KVCache: @unchecked Sendable {
-    public let layers: Int       // L
+    public let layers: Int       // L (of this cache: a stage's layers only)
+    /// The first layer held (a pipeline stage's cache starts at its first layer).
+    public let firstLayer: Int
     public let kvHeads: Int      // G
     public let headDim: Int      // E
     public let capacity: Int     // T max
@@ -12,7 +14,13 @@ public final class KVCache: @unchecked Sendable {
     private let keys: UnsafeMutableBufferPointer<Float>     // [L, T, G, E]
     private let values: UnsafeMutableBufferPointer<Float>   // [L, T, G, E]
 
-    public init(layers: Int, kvHeads: Int, headDim: Int, capacity: Int) {
+    public convenience init(layers: Int, kvHeads: Int, headDim: Int, capacity: Int) {
+        self.init(layers: 0..<layers, kvHeads: kvHeads, headDim: headDim, capacity: capacity)
+    }
+
+    public init(layers range: Range<Int>, kvHeads: Int, headDim: Int, capacity: Int) {
+        let layers = range.count
+        firstLayer = range.lowerBound
         self.layers = layers; self.kvHeads = kvHeads; self.headDim = headDim; self.capacity = capacity
         let n = layers * capacity * kvHeads * headDim
         keys = .allocate(capacity: max(n, 1))
@@ -24,8 +32,8 @@ public final class KVCache: @unchecked Sendable {
     public var rowWidth: Int { kvHeads * headDim }
 
     /// K of `layer` at position 0: [T, G, E].
-    public func keys(layer: Int) -> UnsafeMutablePointer<Float> { keys.baseAddress! + layer * capacity * rowWidth }
-    public func values(layer: Int) -> UnsafeMutablePointer<Float> { values.baseAddress! + layer * capacity * rowWidth }
+    public func keys(layer: Int) -> UnsafeMutablePointer<Float> { keys.baseAddress! + (layer - firstLayer) * capacity * rowWidth }
+    public func values(layer: Int) -> UnsafeMutablePointer<Float> { values.baseAddress! + (layer - firstLayer) * capacity * rowWidth }
 
     /// Marks positions count..<count+n as filled (after every layer has written them).
     public func advance(by n: Int) { count += n }
