@@ -43,6 +43,8 @@ struct PlanMessage: Codable {
         var identity: [String: String]
         var runDirectory: String
         var store: StorePrecision?
+        /// Pipeline stages per group: world rank r is stage r mod P of group r / P.
+        var stages: Int
     }
     var work: Work?
     var error: String?
@@ -71,7 +73,7 @@ public enum LocalizationRun {
                 message.work = .init(modelPath: state.config.model, options: state.config.attributionOptions,
                                      buckets: state.plan.bucketCount, totalSamples: state.plan.assignment.map(\.count).reduce(0, +),
                                      assignment: state.plan.assignment, generation: state.generation, identity: state.identity,
-                                     runDirectory: state.config.output, store: request.store)
+                                     runDirectory: state.config.output, store: request.store, stages: state.config.stages)
             } catch {
                 message.error = error.localizedDescription
             }
@@ -85,40 +87,73 @@ public enum LocalizationRun {
         let planned = Date()
 
         // 2. Every rank attributes its samples, committing each to its checkpoint keeper (the
-        //    root's keeper starts from what earlier jobs finished, the others' from zero).
+        //    root's keeper starts from what earlier jobs finished, the others' from zero). With
+        //    stages, world rank r is stage r mod P of group r / P; a group works like one rank
+        //    of a run without stages, through its first stage (the "lead"), which keeps the
+        //    group's sums and checkpoints; the other stages only compute their layers.
+        let P = work.stages
+        let (group, stage) = (mpi.rank / P, mpi.rank % P)
+        let groupContext = P > 1 ? try mpi.split(color: group, key: stage) : nil
+        let leads = P > 1 ? try mpi.split(color: stage, key: group) : mpi
         let checkpoints = CheckpointDirectory(run: work.runDirectory)
-        let keeper: CheckpointKeeper
-        let stats: ShardStatistics
+        var keeper: CheckpointKeeper?
+        var stats = ShardStatistics(samples: 0, answerTokens: 0, rows: 0, flops: 0, seconds: 0)
+        var pipelineStats: [Double] = []
+        var stageExit: StopSignalExit?
         do {
-            let model = try rootState?.loaded.model ?? ModelRegistry.load(path: work.modelPath).model
+            let stageRequest = P > 1 ? StageRequest(index: stage, count: P) : nil
+            let model = try rootState?.loaded.model ?? ModelRegistry.load(path: work.modelPath, stage: stageRequest).model
             let scoreCount = model.dimensions.neuronCount
-            let store = try work.store.map {
-                try PerSampleStore(directory: (work.runDirectory as NSString).appendingPathComponent(PerSampleIndex.directoryName),
-                                   name: "g\(work.generation)-r\(mpi.rank).zst", precision: $0)
+            let link = groupContext.map { MPIStageLink(group: $0) }
+            let samples = work.assignment[group]
+            if stage == 0 {
+                let store = try work.store.map {
+                    try PerSampleStore(directory: (work.runDirectory as NSString).appendingPathComponent(PerSampleIndex.directoryName),
+                                       name: "g\(work.generation)-r\(group).zst", precision: $0)
+                }
+                let header = RunCheckpoint.Header(identity: work.identity, generation: work.generation, rank: group, ranks: leads.size,
+                                                  scoreCount: scoreCount, buckets: work.buckets, finished: rootState?.inherited.finished ?? [])
+                let k = CheckpointKeeper(path: checkpoints.file(generation: work.generation, rank: group), header: header,
+                                         sums: rootState?.inherited.sums ?? ScoreAccumulator(scoreCount: scoreCount, buckets: work.buckets),
+                                         every: request.checkpointEvery, store: store)
+                k.watchSignals(rank: mpi.rank)
+                keeper = k
+                // `threads` workers over row batches, one BLAS thread each (a stage: its BLAS
+                // threads): the bytes do not depend on it.
+                let attributor: SampleStreamAttributor = try link.map { try StageAttributor(model: model, options: work.options, link: $0) }
+                    ?? SampleAttributor(model: model, options: work.options, workers: threads)
+                let progress = mpi.rank == 0 ? ProgressReporter(total: work.totalSamples, interval: request.progressInterval) : nil
+                stats = try LocalizationShard.run(mpi: leads, attributor: attributor, samples: samples, keeper: k,
+                                                  totalSamples: work.totalSamples, progress: progress)
+            } else {
+                stageExit = StopSignalExit(rank: mpi.rank, stage: stage)
+                let attributor = try StageAttributor(model: model, options: work.options, link: link!)
+                let start = Date()
+                try attributor.attribute(samples: samples.map { ($0.prompt, $0.answer) }) { _, _ in }
+                stats.seconds = Date().timeIntervalSince(start)
             }
-            let header = RunCheckpoint.Header(identity: work.identity, generation: work.generation, rank: mpi.rank, ranks: mpi.size,
-                                              scoreCount: scoreCount, buckets: work.buckets, finished: rootState?.inherited.finished ?? [])
-            keeper = CheckpointKeeper(path: checkpoints.file(generation: work.generation, rank: mpi.rank), header: header,
-                                      sums: rootState?.inherited.sums ?? ScoreAccumulator(scoreCount: scoreCount, buckets: work.buckets),
-                                      every: request.checkpointEvery, store: store)
-            keeper.watchSignals(rank: mpi.rank)
-            // `threads` workers over row batches, one BLAS thread each: the bytes do not depend on it.
-            let attributor = try SampleAttributor(model: model, options: work.options, workers: threads)
-            let progress = mpi.rank == 0 ? ProgressReporter(total: work.totalSamples, interval: request.progressInterval) : nil
-            stats = try LocalizationShard.run(mpi: mpi, attributor: attributor, samples: work.assignment[mpi.rank], keeper: keeper,
-                                              totalSamples: work.totalSamples, progress: progress)
+            if let link {
+                let memory = ProcessMemory.current()
+                pipelineStats = [Double(group), Double(stage), Double(model.slice.layers.lowerBound), Double(model.slice.layers.upperBound),
+                                 stats.seconds, link.waitSeconds, Double(memory.peakResidentBytes), Double(memory.residentBytes),
+                                 Double(memory.proportionalBytes), Double(model.parameters.count * 4)]
+            }
         } catch {
-            FileHandle.standardError.write(Data("cnl: error: rank \(mpi.rank): \(error.localizedDescription)\n".utf8))
+            FileHandle.standardError.write(Data("cnl: error: rank \(mpi.rank)\(P > 1 ? " (stage \(stage) of group \(group))" : ""): \(error.localizedDescription)\n".utf8))
             mpi.abort(code: 1)
         }
-        let sums = keeper.sums
         let attributed = Date()
 
-        // 3. Exact reduction to the root.
-        let total = try mpi.sumInt64(sums.flattened())
-        let perRank = try mpi.gather([Double(stats.samples), Double(stats.answerTokens), Double(stats.rows), stats.flops, stats.seconds,
-                                      Double(keeper.storeBytes.raw), Double(keeper.storeBytes.compressed), Double(keeper.writes)])
-        keeper.ignoreStopSignals()
+        // 3. Exact reduction to the root, over the groups' first stages.
+        var total: [Int64]?, perRank: [Double]?
+        if let keeper {
+            total = try leads.sumInt64(keeper.sums.flattened())
+            perRank = try leads.gather([Double(stats.samples), Double(stats.answerTokens), Double(stats.rows), stats.flops, stats.seconds,
+                                        Double(keeper.storeBytes.raw), Double(keeper.storeBytes.compressed), Double(keeper.writes)])
+            keeper.ignoreStopSignals()
+        }
+        let perStage = P > 1 ? try mpi.gather(pipelineStats) : nil
+        stageExit?.ignore()
         if ProcessInfo.processInfo.environment["CNL_TEST_SIGNAL_AFTER_REDUCTION"] != nil {
             // Test hook: Slurm's warning arriving while the root writes the outputs.
             raise(SIGUSR1)
@@ -129,7 +164,7 @@ public enum LocalizationRun {
         //    learns whether that worked, so a failure there still fails every rank.
         var report: RunReport?
         var outcome = PlanMessage()
-        if mpi.rank == 0, let state = rootState, let total, let perRank {
+        if mpi.rank == 0, let state = rootState, let total, let perRank, let sums = keeper?.sums {
             do {
                 let reduced = ScoreAccumulator(scoreCount: sums.scoreCount, flattened: total)
                 let d = state.loaded.model.dimensions
@@ -140,19 +175,21 @@ public enum LocalizationRun {
                     totalSeconds: reduceEnd.timeIntervalSince(started), planSeconds: planned.timeIntervalSince(started),
                     attributionSeconds: attributed.timeIntervalSince(planned), reduceSeconds: reduceEnd.timeIntervalSince(attributed),
                     samplesPerSecond: Double(work.totalSamples) / attributed.timeIntervalSince(planned),
-                    perRank: (0..<mpi.size).map { r in
+                    perRank: (0..<leads.size).map { r in
                         let v = Array(perRank[(8 * r)..<(8 * r + 8)])
                         return .init(rank: r, samples: Int(v[0]), answerTokens: Int(v[1]), rows: Int(v[2]), flops: v[3],
                                      seconds: v[4], estimatedCost: state.plan.estimatedCost[r], checkpointsWritten: Int(v[7]))
                     })
                 var r = RunReport(state: state, result: result, ranks: mpi.size, blasThreads: threads, timings: timings)
+                r.stages = P
+                r.pipeline = perStage.map { RunReport.Pipeline(gathered: $0, stages: P) }
                 if let precision = request.store {
                     // Every rank wrote its final checkpoint before the reduction: they list where each score is.
                     guard let final = try checkpoints.latest(identity: state.identity, scoreCount: sums.scoreCount, buckets: state.plan.bucketCount),
                           final.finished.count == state.plan.sampleCount else {
                         throw LocalizationError.lostSamples(expected: state.plan.sampleCount, got: 0)
                     }
-                    let raw = (0..<mpi.size).map { perRank[8 * $0 + 5] }.reduce(0, +), packed = (0..<mpi.size).map { perRank[8 * $0 + 6] }.reduce(0, +)
+                    let raw = (0..<leads.size).map { perRank[8 * $0 + 5] }.reduce(0, +), packed = (0..<leads.size).map { perRank[8 * $0 + 6] }.reduce(0, +)
                     r.perSampleStore = try PerSampleIndex.write(run: state.config.output, precision: precision, plan: state.plan,
                                                                 seed: state.config.seed, samples: state.samples, entries: final.finished,
                                                                 layers: result.layers, ffnWidth: result.ffnWidth,
@@ -192,6 +229,8 @@ public enum LocalizationRun {
     /// wrong with the input is found here, before any rank starts the long part.
     static func plan(_ request: LocateRequest, ranks: Int, log: (String) -> Void) throws -> RootState {
         let config = try request.overrides.applied(to: RunConfig.load(path: request.configPath))
+        guard ranks % config.stages == 0 else { throw StageError.notDividing(stages: config.stages, ranks: ranks) }
+        let groups = ranks / config.stages
         try prepareOutput(config.output, force: request.force)
         guard FileManager.default.fileExists(atPath: config.model) else {
             throw CheckpointError.cannotOpen(path: config.model, reason: "no such file or directory; set 'model' in the config or pass --model")
@@ -199,14 +238,15 @@ public enum LocalizationRun {
         guard FileManager.default.fileExists(atPath: config.dataset.path) else {
             throw DataFileError.unreadable(path: config.dataset.path, reason: "no such file; set 'dataset.path' in the config or pass --data")
         }
-        let loaded = try ModelRegistry.load(path: config.model)
+        // With stages the root holds stage 0 of its group only (and reads only its tensors).
+        let loaded = try ModelRegistry.load(path: config.model, stage: config.stages > 1 ? StageRequest(index: 0, count: config.stages) : nil)
         let tokenizer = try loaded.requireTokenizer()
         let d = loaded.model.dimensions
         let texts = try DatasetLoader.texts(config.dataset)
         let samples = try DatasetLoader.tokenize(texts, path: config.dataset.path, tokenizer: tokenizer,
                                                  contextLength: d.contextLength, maxAnswerTokens: config.maxAnswerTokens)
         let fingerprints = try RunReport.Fingerprints(modelPath: config.model, dataPath: config.dataset.path, samples: samples)
-        let layout = try RunPlan.make(samples: samples, ranks: ranks, seed: config.seed, grid: config.convergenceGrid, layers: d.layers,
+        let layout = try RunPlan.make(samples: samples, ranks: groups, seed: config.seed, grid: config.convergenceGrid, layers: d.layers,
                                       steps: config.pointsPerLayer - 1, maxAnswerTokens: config.maxAnswerTokens, dataPath: config.dataset.path,
                                       finished: Set(samples.map(\.index)))
         let identity = runIdentity(config: config, fingerprints: fingerprints, samples: samples.count, grid: layout.grid,
@@ -221,13 +261,14 @@ public enum LocalizationRun {
         let generation = previous.map { $0.generation + 1 } ?? 0
         let inherited = (sums: previous?.sums ?? ScoreAccumulator(scoreCount: d.neuronCount, buckets: layout.bucketCount),
                          finished: previous?.finished ?? [])
-        let plan = try RunPlan.make(samples: samples, ranks: ranks, seed: config.seed, grid: config.convergenceGrid,
+        let plan = try RunPlan.make(samples: samples, ranks: groups, seed: config.seed, grid: config.convergenceGrid,
                                     layers: d.layers, steps: config.pointsPerLayer - 1, maxAnswerTokens: config.maxAnswerTokens,
                                     dataPath: config.dataset.path, finished: Set(inherited.finished.map(\.index)))
         log("cnl locate: \(loaded.model.modelType) \(d.layers)×\(d.ffnWidth) neurons from \(config.model)")
         log("cnl locate: \(samples.count) samples of \(config.dataset.path) (a: \(plan.sizeA), b: \(plan.sizeB), seed \(config.seed)); "
             + (config.normalization == .gaussLegendre ? "Gauss–Legendre K = \(config.points ?? 0)" : "S = \(config.steps)") + ", σ = \(config.sigmas.map { String(format: "%g", $0) }.joined(separator: ", ")); "
-            + "Appendix E grid \(plan.grid); \(ranks) rank\(ranks == 1 ? "" : "s")")
+            + "Appendix E grid \(plan.grid); \(ranks) rank\(ranks == 1 ? "" : "s")"
+            + (config.stages > 1 ? " in \(groups) group\(groups == 1 ? "" : "s") of \(config.stages) stages (stage 0: layers \(loaded.model.slice.layers))" : ""))
         if let previous {
             log("cnl locate: resuming: \(previous.finished.count) of \(samples.count) samples are in the checkpoints of job \(previous.generation); "
                 + "\(samples.count - previous.finished.count) to go")
@@ -235,7 +276,7 @@ public enum LocalizationRun {
         // Before any rank starts: this generation's root checkpoint holds all earlier work, so
         // the older files can go (a crash in between leaves both; the newer one is used).
         try FileManager.default.createDirectory(atPath: checkpoints.path, withIntermediateDirectories: true)
-        let header = RunCheckpoint.Header(identity: identity, generation: generation, rank: 0, ranks: ranks, scoreCount: d.neuronCount,
+        let header = RunCheckpoint.Header(identity: identity, generation: generation, rank: 0, ranks: groups, scoreCount: d.neuronCount,
                                           buckets: plan.bucketCount, finished: inherited.finished)
         try RunCheckpoint(header: header, sums: inherited.sums).write(to: checkpoints.file(generation: generation, rank: 0))
         checkpoints.removeOlder(than: generation)

@@ -22,11 +22,13 @@ public struct RunConfig: Codable, Sendable, Equatable {
     public var output: String
     /// Appendix E sizes n; default 25, 50, 100, … up to |D|/2.
     public var convergenceGrid: [Int]?
+    /// Pipeline stages per data-parallel group (1: every rank holds the whole model).
+    public var stages: Int
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case model, dataset, seed, sigmas = "sigma", spread, steps, normalization, points
         case maxAnswerTokens = "max_answer_tokens", rowBudget = "row_budget", output
-        case convergenceGrid = "convergence_grid"
+        case convergenceGrid = "convergence_grid", stages
     }
 
     public var attributionOptions: AttributionOptions {
@@ -56,6 +58,7 @@ public struct RunConfig: Codable, Sendable, Equatable {
         rowBudget = try c.decodeIfPresent(Int.self, forKey: .rowBudget) ?? 600
         output = try c.decode(String.self, forKey: .output)
         convergenceGrid = try c.decodeIfPresent([Int].self, forKey: .convergenceGrid)
+        stages = try c.decodeIfPresent(Int.self, forKey: .stages) ?? 1
         try validate()
     }
 
@@ -66,6 +69,7 @@ public struct RunConfig: Codable, Sendable, Equatable {
         for s in sigmas where !(s > 0 && s.isFinite) { throw bad("sigma", "σ must be a positive number, got \(s)") }
         guard steps >= 1 && steps <= 10_000 else { throw bad("steps", "must be between 1 and 10000, got \(steps)") }
         guard rowBudget >= 1 else { throw bad("row_budget", "must be at least 1, got \(rowBudget)") }
+        guard stages >= 1 && stages <= 4096 else { throw bad("stages", "must be between 1 and 4096 (the ranks of one pipeline), got \(stages)") }
         if normalization == .gaussLegendre {
             guard let k = points, (1...64).contains(k) else {
                 throw bad("points", "normalization gauss-legendre needs 'points' (K nodes, 1 to 64, e.g. 6), got \(points.map(String.init) ?? "none")")
@@ -176,6 +180,7 @@ public struct RunConfigOverrides: Sendable, Equatable {
     public var rowBudget: Int?
     public var output: String?
     public var convergenceGrid: [Int]?
+    public var stages: Int?
 
     public init() {}
 
@@ -195,6 +200,7 @@ public struct RunConfigOverrides: Sendable, Equatable {
         if let rowBudget { c.rowBudget = rowBudget }
         if let output { c.output = output }
         if let convergenceGrid { c.convergenceGrid = convergenceGrid }
+        if let stages { c.stages = stages }
         do { try c.validate() } catch let e as RunConfigError {
             throw RunConfigError.afterOverrides(error: e)
         }

@@ -113,3 +113,28 @@ public final class CheckpointKeeper {
         t.start()
     }
 }
+
+/// A rank with nothing of its own to checkpoint (a pipeline stage after the first: the
+/// group's first stage holds the group's sums and writes its checkpoints) leaves on a stop
+/// signal with the requeue status, as its first stage does, instead of waiting on a stage
+/// that has gone.
+public final class StopSignalExit {
+    private let lock = NSLock()
+    private var ignoring = false
+
+    public init(rank: Int, stage: Int) {
+        CheckpointKeeper.catchStopSignals()
+        let t = Thread { [self] in
+            while stopSignal == 0 { usleep(100_000) }
+            lock.lock()
+            defer { lock.unlock() }
+            guard !ignoring else { return }
+            FileHandle.standardError.write(Data("cnl: rank \(rank) (stage \(stage)): stop signal; its group's first stage keeps the checkpoint; exiting with status \(CheckpointKeeper.requeueStatus)\n".utf8))
+            _exit(CheckpointKeeper.requeueStatus)
+        }
+        t.start()
+    }
+
+    /// From now on (the work is done and reduced) a stop signal no longer ends the rank.
+    public func ignore() { lock.lock(); ignoring = true; lock.unlock() }
+}

@@ -23,6 +23,10 @@ public struct ShardStatistics: Codable, Sendable, Equatable {
     public var rows: Int
     public var flops: Double
     public var seconds: Double
+
+    public init(samples: Int = 0, answerTokens: Int = 0, rows: Int = 0, flops: Double = 0, seconds: Double = 0) {
+        self.samples = samples; self.answerTokens = answerTokens; self.rows = rows; self.flops = flops; self.seconds = seconds
+    }
 }
 
 /// A sample whose attribution failed, with where it came from.
@@ -43,7 +47,7 @@ public enum LocalizationShard {
     /// checkpoints). Non-root ranks post their count after every sample; the root folds those
     /// in between its own samples and, once done, waits for everybody's last message, so
     /// `progress` sees all ranks. Every rank must call this; each ends with a checkpoint.
-    public static func run(mpi: MPIContext, attributor: SampleAttributor, samples: [ShardSample], keeper: CheckpointKeeper,
+    public static func run(mpi: MPIContext, attributor: SampleStreamAttributor, samples: [ShardSample], keeper: CheckpointKeeper,
                            totalSamples: Int, progress: ProgressReporter?) throws -> ShardStatistics {
         var stats = ShardStatistics(samples: 0, answerTokens: 0, rows: 0, flops: 0, seconds: 0)
         var doneByRank = [Int](repeating: 0, count: mpi.size)

@@ -50,6 +50,26 @@ public final class MPIContext {
         size = Int(s)
     }
 
+    /// A context over a communicator made from another (`split`): MPI is already running.
+    private init(communicator: MPI_Comm?, rank: Int, size: Int) {
+        comm = communicator
+        self.rank = rank
+        self.size = size
+        startedMPI = false
+    }
+
+    /// The ranks with the same `color` in a communicator of their own, ordered by `key`
+    /// (pipeline stages: the ranks of one group; the groups' first stages). Collective.
+    public func split(color: Int, key: Int) throws -> MPIContext {
+        var sub: MPI_Comm? = cnl_mpi_comm_null()
+        try check("MPI_Comm_split", MPI_Comm_split(comm, Int32(color), Int32(key), &sub))
+        MPI_Comm_set_errhandler(sub, cnl_mpi_errors_return())
+        var r: Int32 = 0, s: Int32 = 0
+        MPI_Comm_rank(sub, &r)
+        MPI_Comm_size(sub, &s)
+        return MPIContext(communicator: sub, rank: Int(r), size: Int(s))
+    }
+
     deinit { finalize() }
 
     /// Frees the communicator and ends MPI if this context started it; call it before exiting
@@ -161,6 +181,77 @@ public final class MPIContext {
         guard rank == root else { return nil }
         return lengths.indices.map { r in Array(result[Int(displacements[r])..<(Int(displacements[r]) + Int(lengths[r]))]) }
     }
+
+    // MARK: Point to point, for pipeline stages: sends copy and never wait, receives wait
+
+    /// Sends `count` elements of `size` bytes at `values` (copied first, so the caller may
+    /// reuse its buffer at once) without waiting for the receiver.
+    public func post(bytes values: UnsafeRawPointer, count: Int, datatype: MPI_Datatype?, elementSize: Int, to destination: Int, tag: Int32) throws {
+        guard count < Int(Int32.max) else {
+            throw MPIError.call(operation: "MPI_Isend", rank: rank, code: -1, message: "\(count) elements exceed one MPI message")
+        }
+        let buffer = UnsafeMutableRawPointer.allocate(byteCount: max(count * elementSize, 1), alignment: 64)
+        buffer.copyMemory(from: values, byteCount: count * elementSize)
+        var request: MPI_Request? = nil
+        let rc = MPI_Isend(buffer, Int32(count), datatype, Int32(destination), tag, comm, &request)
+        guard rc == cnl_mpi_success() else { buffer.deallocate(); try check("MPI_Isend", rc); return }
+        pendingData.append((request, buffer))
+        pendingData.removeAll { entry in
+            var done: Int32 = 0
+            var r = entry.request
+            MPI_Test(&r, &done, cnl_mpi_status_ignore())
+            if done != 0 { entry.buffer.deallocate() }
+            return done != 0
+        }
+    }
+
+    public func post(_ values: UnsafePointer<Float>, count: Int, to destination: Int, tag: Int32) throws {
+        try post(bytes: values, count: count, datatype: cnl_mpi_float(), elementSize: 4, to: destination, tag: tag)
+    }
+
+    public func post(_ values: [Double], to destination: Int, tag: Int32) throws {
+        try values.withUnsafeBytes { try post(bytes: $0.baseAddress ?? UnsafeRawPointer(bitPattern: 64)!, count: values.count, datatype: cnl_mpi_double(), elementSize: 8, to: destination, tag: tag) }
+    }
+
+    /// Receives exactly `count` floats from `source` (a message of another length is an error).
+    public func receive(_ values: UnsafeMutablePointer<Float>, count: Int, from source: Int, tag: Int32) throws {
+        var status = MPI_Status()
+        try check("MPI_Recv", MPI_Recv(values, Int32(count), cnl_mpi_float(), Int32(source), tag, comm, &status))
+        var got: Int32 = 0
+        MPI_Get_count(&status, cnl_mpi_float(), &got)
+        guard Int(got) == count else {
+            throw MPIError.call(operation: "MPI_Recv", rank: rank, code: -1, message: "expected \(count) floats from rank \(source), got \(got)")
+        }
+    }
+
+    /// The next Doubles `source` sent with `tag` (any length); nil if none has arrived and !wait.
+    public func receiveDoubles(from source: Int, tag: Int32, wait: Bool) throws -> [Double]? {
+        var status = MPI_Status()
+        if wait {
+            try check("MPI_Probe", MPI_Probe(Int32(source), tag, comm, &status))
+        } else {
+            var flag: Int32 = 0
+            try check("MPI_Iprobe", MPI_Iprobe(Int32(source), tag, comm, &flag, &status))
+            if flag == 0 { return nil }
+        }
+        var n: Int32 = 0
+        MPI_Get_count(&status, cnl_mpi_double(), &n)
+        var values = [Double](repeating: 0, count: Int(n))
+        try values.withUnsafeMutableBufferPointer { vb in
+            try check("MPI_Recv", MPI_Recv(vb.baseAddress, n, cnl_mpi_double(), Int32(source), tag, comm, cnl_mpi_status_ignore()))
+        }
+        return values
+    }
+
+    /// Waits for every posted data message (the receivers must be receiving them).
+    public func completePostedData() throws {
+        for var entry in pendingData {
+            try check("MPI_Wait", MPI_Wait(&entry.request, cnl_mpi_status_ignore()))
+            entry.buffer.deallocate()
+        }
+        pendingData.removeAll()
+    }
+    private var pendingData: [(request: MPI_Request?, buffer: UnsafeMutableRawPointer)] = []
 
     // MARK: Point to point, for progress messages that must never make anyone wait
 

@@ -57,6 +57,9 @@ struct Locate: ParsableCommand {
     @Option(help: "Rows (m, l, n) per batch, bounds memory; overrides 'row_budget'.")
     var rowBudget: Int?
 
+    @Option(help: "Pipeline stages: the ranks form groups of this many, each rank holding a contiguous range of layers (balanced by row work) and reading only its tensors; it must divide the rank count. The scores do not depend on it. Overrides 'stages' (default 1).")
+    var stages: Int?
+
     @Option(help: "Appendix E sizes, comma-separated (e.g. 25,50,100); overrides 'convergence_grid'.")
     var grid: String?
 
@@ -113,6 +116,7 @@ struct Locate: ParsableCommand {
         o.points = points
         o.maxAnswerTokens = maxAnswerTokens
         o.rowBudget = rowBudget
+        o.stages = stages
         if let grid {
             o.convergenceGrid = try grid.split(separator: ",").map { p in
                 guard let v = Int(p.trimmingCharacters(in: .whitespaces)) else { throw ValidationError("--grid: '\(p)' is not an integer") }

@@ -102,11 +102,58 @@ public struct RunReport: Codable, Sendable {
     public var job: Int
     public var samplesFromCheckpoints: Int
     public var perSampleStore: PerSampleIndex.Summary?
+    /// Pipeline stages per group (1: none), and with stages what each rank did.
+    public var stages: Int = 1
+    public var pipeline: Pipeline?
+
+    /// Each rank of a staged run: its group, stage and layers, its busy and idle time (the
+    /// seconds it waited in receives: the pipeline's bubble as it saw it) and its memory.
+    public struct Pipeline: Codable, Sendable {
+        public struct Rank: Codable, Sendable {
+            public var rank: Int
+            public var group: Int
+            public var stage: Int
+            public var layers: [Int]
+            public var seconds: Double
+            public var waitSeconds: Double
+            public var idleFraction: Double
+            public var weightBytes: Int
+            public var peakRSSBytes: Int
+            public var rssBytes: Int
+            public var pssBytes: Int
+            enum CodingKeys: String, CodingKey {
+                case rank, group, stage, layers, seconds, waitSeconds = "wait_seconds", idleFraction = "idle_fraction"
+                case weightBytes = "weight_bytes", peakRSSBytes = "peak_rss_bytes", rssBytes = "rss_bytes", pssBytes = "pss_bytes"
+            }
+        }
+        public var ranks: [Rank]
+        /// The mean idle fraction of each stage over its groups.
+        public var idleFractionPerStage: [Double]
+        enum CodingKeys: String, CodingKey { case ranks, idleFractionPerStage = "idle_fraction_per_stage" }
+
+        /// From the world gather of [group, stage, first layer, end layer, seconds, wait, peak
+        /// RSS, RSS, PSS, weight bytes] per rank.
+        init(gathered v: [Double], stages: Int) {
+            let n = 10
+            let ranks: [Rank] = (0..<(v.count / n)).map { r in
+                let x = Array(v[(n * r)..<(n * r + n)])
+                return Rank(rank: r, group: Int(x[0]), stage: Int(x[1]), layers: [Int(x[2]), Int(x[3])], seconds: x[4], waitSeconds: x[5],
+                            idleFraction: x[4] > 0 ? min(1, x[5] / x[4]) : 0, weightBytes: Int(x[9]), peakRSSBytes: Int(x[6]),
+                            rssBytes: Int(x[7]), pssBytes: Int(x[8]))
+            }
+            self.ranks = ranks
+            idleFractionPerStage = (0..<stages).map { s in
+                let f = ranks.filter { $0.stage == s }.map(\.idleFraction)
+                return f.isEmpty ? 0 : f.reduce(0, +) / Double(f.count)
+            }
+        }
+    }
 
     enum CodingKeys: String, CodingKey {
         case cnlReport = "cnl_report", created, configFile = "config_file", config, fingerprints, model, data, grid
         case results, convergence, ranks, blasThreadsPerRank = "threads_per_rank", timings
         case job, samplesFromCheckpoints = "samples_from_checkpoints", perSampleStore = "per_sample_store"
+        case stages, pipeline
     }
 
     init(state: LocalizationRun.RootState, result: LocalizationResult, ranks: Int, blasThreads: Int, timings: Timings) {
@@ -146,7 +193,13 @@ public struct RunReport: Codable, Sendable {
         }
         lines.append(String(format: "time %.1f s (attribution %.1f s, %.3f samples/s) on %d rank%@ × %d thread%@",
                             timings.totalSeconds, timings.attributionSeconds, timings.samplesPerSecond, ranks, ranks == 1 ? "" : "s",
-                            blasThreadsPerRank, blasThreadsPerRank == 1 ? "" : "s"))
+                            blasThreadsPerRank, blasThreadsPerRank == 1 ? "" : "s")
+                     + (stages > 1 ? " (\(ranks / stages) group\(ranks / stages == 1 ? "" : "s") of \(stages) stages)" : ""))
+        if let pipeline {
+            let layers = (0..<stages).map { s in pipeline.ranks.first { $0.stage == s }.map { "\($0.layers[0])–\($0.layers[1] - 1)" } ?? "?" }
+            lines.append("pipeline: stage layers " + layers.joined(separator: ", ") + "; idle "
+                         + pipeline.idleFractionPerStage.map { String(format: "%.0f %%", 100 * $0) }.joined(separator: ", "))
+        }
         return lines
     }
 }

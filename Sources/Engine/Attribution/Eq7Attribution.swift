@@ -203,6 +203,15 @@ public final class SampleAttributor {
     }
 }
 
+/// What attributes a stream of samples and hands each result over in sample order: the whole
+/// model (SampleAttributor) or stage 0 of a pipeline (StageAttributor).
+public protocol SampleStreamAttributor: AnyObject {
+    func attribute(samples: [(prompt: [Int], answer: [Int])], onResult: (Int, SampleAttribution) throws -> Void) throws
+}
+
+extension SampleAttributor: SampleStreamAttributor {}
+extension StageAttributor: SampleStreamAttributor {}
+
 /// A sample of a stream that could not be attributed (its index in the stream).
 public struct SampleAttributionFailure: Error, LocalizedError {
     public let index: Int
