@@ -229,8 +229,6 @@ public enum LocalizationRun {
     /// wrong with the input is found here, before any rank starts the long part.
     static func plan(_ request: LocateRequest, ranks: Int, log: (String) -> Void) throws -> RootState {
         let config = try request.overrides.applied(to: RunConfig.load(path: request.configPath))
-        guard ranks % config.stages == 0 else { throw StageError.notDividing(stages: config.stages, ranks: ranks) }
-        let groups = ranks / config.stages
         try prepareOutput(config.output, force: request.force)
         guard FileManager.default.fileExists(atPath: config.model) else {
             throw CheckpointError.cannotOpen(path: config.model, reason: "no such file or directory; set 'model' in the config or pass --model")
@@ -240,6 +238,8 @@ public enum LocalizationRun {
         }
         // With stages the root holds stage 0 of its group only (and reads only its tensors).
         let loaded = try ModelRegistry.load(path: config.model, stage: config.stages > 1 ? StageRequest(index: 0, count: config.stages) : nil)
+        guard ranks % config.stages == 0 else { throw StageError.notDividing(stages: config.stages, ranks: ranks) }
+        let groups = ranks / config.stages
         let tokenizer = try loaded.requireTokenizer()
         let d = loaded.model.dimensions
         let texts = try DatasetLoader.texts(config.dataset)

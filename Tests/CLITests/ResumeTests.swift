@@ -72,6 +72,39 @@ final class ResumeTests: XCTestCase {
         try assertMatchesReference(out)
     }
 
+    /// With stages: SIGUSR1 to every rank of np 4 × 2 stages (two groups; each group's first
+    /// stage checkpoints, the others leave with 75 too); resumed as np 3 × 3 stages, the same bytes.
+    func testSignalThenResumeWithAnotherStageCount() throws {
+        let dir = try CLI.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let out = dir.appendingPathComponent("run")
+        let first = try interruptedRun(np: 4, out: out, extra: ["--stages", "2"]) { pids in for p in pids.values { kill(p, SIGUSR1) } }
+        XCTAssertEqual(first.status, 75, first.stderr)
+        XCTAssertTrue(first.stderr.contains("checkpointed"), first.stderr)
+        XCTAssertTrue(first.stderr.contains("(stage 1): stop signal"), first.stderr)
+        let second = try CLI.mpirun(3, ["locate", "--config", "configs/tiny.yaml", "--output", out.path, "--stages", "3"])
+        XCTAssertEqual(second.status, 0, second.stderr)
+        let resumed = try report(out)["samples_from_checkpoints"] as? Int ?? 0
+        print("SIGUSR1 at np 4 × 2 stages, resumed at np 3 × 3 stages: \(resumed) of 8 samples came from checkpoints")
+        XCTAssertGreaterThan(resumed, 0)
+        try assertMatchesReference(out)
+    }
+
+    /// kill -9 of a stage that is not its group's first (rank 3: stage 1 of group 1): the job
+    /// ends, not hangs; resubmitted without stages, it resumes the groups' checkpoints.
+    func testKill9OfAStageThenResubmit() throws {
+        let dir = try CLI.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let out = dir.appendingPathComponent("run")
+        let first = try interruptedRun(np: 4, out: out, extra: ["--stages", "2"]) { pids in if let p = pids[3] { kill(p, SIGKILL) } }
+        XCTAssertNotEqual(first.status, 0)
+        XCTAssertNotEqual(first.status, -1, "hung after a stage died")
+        let second = try CLI.mpirun(2, ["locate", "--config", "configs/tiny.yaml", "--output", out.path])
+        XCTAssertEqual(second.status, 0, second.stderr)
+        print("kill -9 of stage 1 of group 1, resubmitted: \(try report(out)["samples_from_checkpoints"] ?? 0) of 8 samples from checkpoints")
+        try assertMatchesReference(out)
+    }
+
     /// kill -9 of one rank (a lost node): mpirun tears the job down (the other rank checkpoints
     /// on SIGTERM); the resubmitted job finishes with the same bytes.
     func testKill9OfOneRankThenResubmit() throws {

@@ -76,7 +76,7 @@ public enum StageError: Error, LocalizedError, Equatable {
         case let .badStage(index, stages):
             return "internal: stage \(index) asked of \(stages) stages"
         case let .notDividing(stages, ranks):
-            return "--stages \(stages) does not divide the \(ranks) rank\(ranks == 1 ? "" : "s"); use a rank count that is a multiple of \(stages) (e.g. -np \(max(stages, (ranks / max(stages, 1)) * stages)))"
+            return "--stages \(stages) does not divide the \(ranks) rank\(ranks == 1 ? "" : "s"); run a multiple of \(stages) ranks, or a stage count that divides \(ranks)"
         }
     }
 }
