@@ -20,3 +20,6 @@ static inline int cnl_mpi_success(void) { return MPI_SUCCESS; }
 static inline int cnl_mpi_max_error_string(void) { return MPI_MAX_ERROR_STRING; }
 static inline MPI_Status *cnl_mpi_status_ignore(void) { return MPI_STATUS_IGNORE; }
 static inline int cnl_mpi_any_source(void) { return MPI_ANY_SOURCE; }
+static inline int cnl_mpi_comm_type_shared(void) { return MPI_COMM_TYPE_SHARED; }
+static inline MPI_Info cnl_mpi_info_null(void) { return MPI_INFO_NULL; }
+static inline MPI_Win cnl_mpi_win_null(void) { return MPI_WIN_NULL; }

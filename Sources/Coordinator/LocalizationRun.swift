@@ -20,13 +20,15 @@ public struct LocateRequest: Sendable {
     public var resume: Bool
     /// Keep every sample's score in the per-sample store, at this precision.
     public var store: StorePrecision?
+    /// One copy of the weights per node for the ranks that hold the same ones.
+    public var sharedWeights: Bool
 
     public init(configPath: String, overrides: RunConfigOverrides = RunConfigOverrides(), force: Bool = false,
                 threads: Int? = nil, progressInterval: TimeInterval = 30, checkpointEvery: Int = 10, resume: Bool = false,
-                store: StorePrecision? = nil) {
+                store: StorePrecision? = nil, sharedWeights: Bool = true) {
         self.configPath = configPath; self.overrides = overrides; self.force = force
         self.threads = threads; self.progressInterval = progressInterval
-        self.checkpointEvery = checkpointEvery; self.resume = resume; self.store = store
+        self.checkpointEvery = checkpointEvery; self.resume = resume; self.store = store; self.sharedWeights = sharedWeights
     }
 }
 
@@ -45,6 +47,7 @@ struct PlanMessage: Codable {
         var store: StorePrecision?
         /// Pipeline stages per group: world rank r is stage r mod P of group r / P.
         var stages: Int
+        var sharedWeights: Bool
     }
     var work: Work?
     var error: String?
@@ -68,12 +71,15 @@ public enum LocalizationRun {
         var message = PlanMessage()
         if mpi.rank == 0 {
             do {
-                let state = try plan(request, ranks: mpi.size, log: log)
+                // With other ranks about, the weights are read after the plan, once the ranks
+                // know who shares them; planning checks the checkpoint without reading them.
+                let state = try plan(request, ranks: mpi.size, placement: request.sharedWeights && mpi.size > 1 ? .skeleton : .own, log: log)
                 rootState = state
                 message.work = .init(modelPath: state.config.model, options: state.config.attributionOptions,
                                      buckets: state.plan.bucketCount, totalSamples: state.plan.assignment.map(\.count).reduce(0, +),
                                      assignment: state.plan.assignment, generation: state.generation, identity: state.identity,
-                                     runDirectory: state.config.output, store: request.store, stages: state.config.stages)
+                                     runDirectory: state.config.output, store: request.store, stages: state.config.stages,
+                                     sharedWeights: request.sharedWeights)
             } catch {
                 message.error = error.localizedDescription
             }
@@ -95,14 +101,22 @@ public enum LocalizationRun {
         let (group, stage) = (mpi.rank / P, mpi.rank % P)
         let groupContext = P > 1 ? try mpi.split(color: group, key: stage) : nil
         let leads = P > 1 ? try mpi.split(color: stage, key: group) : mpi
+        // The ranks of this node that hold the same weights (the same stage) share one copy.
+        let node = try mpi.splitByNode(key: mpi.rank)
+        let sharers = try node.split(color: stage, key: mpi.rank)
+        let nodeWeights = work.sharedWeights && sharers.size > 1 ? NodeSharedWeights(sharers: sharers) : nil
+        // Nodes are named by their lowest world rank.
+        let nodeLeader = Int(String(decoding: try node.broadcast(node.rank == 0 ? Array(String(mpi.rank).utf8) : []), as: UTF8.self)) ?? 0
         let checkpoints = CheckpointDirectory(run: work.runDirectory)
         var keeper: CheckpointKeeper?
         var stats = ShardStatistics(samples: 0, answerTokens: 0, rows: 0, flops: 0, seconds: 0)
-        var pipelineStats: [Double] = []
+        var rankStats: [Double] = []
         var stageExit: StopSignalExit?
         do {
             let stageRequest = P > 1 ? StageRequest(index: stage, count: P) : nil
-            let model = try rootState?.loaded.model ?? ModelRegistry.load(path: work.modelPath, stage: stageRequest).model
+            let planned = rootState.map(\.loaded.model).flatMap { $0.parameters.fills ? $0 : nil }
+            let model = try nodeWeights.map { try ModelRegistry.load(path: work.modelPath, stage: stageRequest, placement: .shared($0)).model }
+                ?? planned ?? ModelRegistry.load(path: work.modelPath, stage: stageRequest).model
             let scoreCount = model.dimensions.neuronCount
             let link = groupContext.map { MPIStageLink(group: $0) }
             let samples = work.assignment[group]
@@ -132,12 +146,10 @@ public enum LocalizationRun {
                 try attributor.attribute(samples: samples.map { ($0.prompt, $0.answer) }) { _, _ in }
                 stats.seconds = Date().timeIntervalSince(start)
             }
-            if let link {
-                let memory = ProcessMemory.current()
-                pipelineStats = [Double(group), Double(stage), Double(model.slice.layers.lowerBound), Double(model.slice.layers.upperBound),
-                                 stats.seconds, link.waitSeconds, Double(memory.peakResidentBytes), Double(memory.residentBytes),
-                                 Double(memory.proportionalBytes), Double(model.parameters.count * 4)]
-            }
+            let memory = ProcessMemory.current()
+            rankStats = [Double(group), Double(stage), Double(model.slice.layers.lowerBound), Double(model.slice.layers.upperBound),
+                         stats.seconds, link?.waitSeconds ?? 0, Double(memory.peakResidentBytes), Double(memory.residentBytes),
+                         Double(memory.proportionalBytes), Double(model.parameters.count * 4), Double(nodeLeader), nodeWeights == nil ? 0 : 1]
         } catch {
             FileHandle.standardError.write(Data("cnl: error: rank \(mpi.rank)\(P > 1 ? " (stage \(stage) of group \(group))" : ""): \(error.localizedDescription)\n".utf8))
             mpi.abort(code: 1)
@@ -152,7 +164,7 @@ public enum LocalizationRun {
                                         Double(keeper.storeBytes.raw), Double(keeper.storeBytes.compressed), Double(keeper.writes)])
             keeper.ignoreStopSignals()
         }
-        let perStage = P > 1 ? try mpi.gather(pipelineStats) : nil
+        let perWorldRank = try mpi.gather(rankStats)
         stageExit?.ignore()
         if ProcessInfo.processInfo.environment["CNL_TEST_SIGNAL_AFTER_REDUCTION"] != nil {
             // Test hook: Slurm's warning arriving while the root writes the outputs.
@@ -182,7 +194,11 @@ public enum LocalizationRun {
                     })
                 var r = RunReport(state: state, result: result, ranks: mpi.size, blasThreads: threads, timings: timings)
                 r.stages = P
-                r.pipeline = perStage.map { RunReport.Pipeline(gathered: $0, stages: P) }
+                if let perWorldRank {
+                    let placement = RunReport.Placement(gathered: perWorldRank, stages: P)
+                    r.placement = placement
+                    if P > 1 { r.pipeline = RunReport.Pipeline(placement: placement, stages: P) }
+                }
                 if let precision = request.store {
                     // Every rank wrote its final checkpoint before the reduction: they list where each score is.
                     guard let final = try checkpoints.latest(identity: state.identity, scoreCount: sums.scoreCount, buckets: state.plan.bucketCount),
@@ -204,6 +220,8 @@ public enum LocalizationRun {
             }
         }
         let final = try JSONDecoder().decode(PlanMessage.self, from: Data(try mpi.broadcast(mpi.rank == 0 ? Array(try JSONEncoder().encode(outcome)) : [])))
+        // Every rank is past its last use of the model: the shared window can go.
+        try nodeWeights?.free()
         if let e = final.error {
             if mpi.rank == 0 { throw PlanFailure(reporting: e, log: log) }
             throw LocalizationError.failedOnAnotherRank
@@ -227,7 +245,7 @@ public enum LocalizationRun {
 
     /// Config, model, data, output directory, split and assignment: everything that can be
     /// wrong with the input is found here, before any rank starts the long part.
-    static func plan(_ request: LocateRequest, ranks: Int, log: (String) -> Void) throws -> RootState {
+    static func plan(_ request: LocateRequest, ranks: Int, placement: WeightPlacement, log: (String) -> Void) throws -> RootState {
         let config = try request.overrides.applied(to: RunConfig.load(path: request.configPath))
         try prepareOutput(config.output, force: request.force)
         guard FileManager.default.fileExists(atPath: config.model) else {
@@ -237,7 +255,8 @@ public enum LocalizationRun {
             throw DataFileError.unreadable(path: config.dataset.path, reason: "no such file; set 'dataset.path' in the config or pass --data")
         }
         // With stages the root holds stage 0 of its group only (and reads only its tensors).
-        let loaded = try ModelRegistry.load(path: config.model, stage: config.stages > 1 ? StageRequest(index: 0, count: config.stages) : nil)
+        let loaded = try ModelRegistry.load(path: config.model, stage: config.stages > 1 ? StageRequest(index: 0, count: config.stages) : nil,
+                                            placement: placement)
         guard ranks % config.stages == 0 else { throw StageError.notDividing(stages: config.stages, ranks: ranks) }
         let groups = ranks / config.stages
         let tokenizer = try loaded.requireTokenizer()

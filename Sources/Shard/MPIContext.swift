@@ -20,7 +20,8 @@ public enum MPIError: Error, LocalizedError {
 public final class MPIContext {
     public let rank: Int
     public let size: Int
-    private var comm: MPI_Comm?
+    /// Internal to Shard: the node-shared weights window is made on it.
+    private(set) var comm: MPI_Comm?
     private let startedMPI: Bool
 
     public init() throws {
@@ -69,6 +70,20 @@ public final class MPIContext {
         MPI_Comm_size(sub, &s)
         return MPIContext(communicator: sub, rank: Int(r), size: Int(s))
     }
+
+    /// The ranks of this node (those that can share memory: MPI_COMM_TYPE_SHARED), ordered by
+    /// `key`. Collective.
+    public func splitByNode(key: Int) throws -> MPIContext {
+        var sub: MPI_Comm? = cnl_mpi_comm_null()
+        try check("MPI_Comm_split_type", MPI_Comm_split_type(comm, Int32(cnl_mpi_comm_type_shared()), Int32(key), cnl_mpi_info_null(), &sub))
+        MPI_Comm_set_errhandler(sub, cnl_mpi_errors_return())
+        var r: Int32 = 0, s: Int32 = 0
+        MPI_Comm_rank(sub, &r)
+        MPI_Comm_size(sub, &s)
+        return MPIContext(communicator: sub, rank: Int(r), size: Int(s))
+    }
+
+    public func barrier() throws { try check("MPI_Barrier", MPI_Barrier(comm)) }
 
     deinit { finalize() }
 

@@ -60,6 +60,9 @@ struct Locate: ParsableCommand {
     @Option(help: "Pipeline stages: the ranks form groups of this many, each rank holding a contiguous range of layers (balanced by row work) and reading only its tensors; it must divide the rank count. The scores do not depend on it. Overrides 'stages' (default 1).")
     var stages: Int?
 
+    @Flag(inversion: .prefixedNo, help: "One copy of the weights per node (of each stage's weights with --stages), in an MPI-3 shared-memory window that one rank fills and the node's others read (default: on whenever ranks holding the same weights share a node).")
+    var sharedWeights: Bool?
+
     @Option(help: "Appendix E sizes, comma-separated (e.g. 25,50,100); overrides 'convergence_grid'.")
     var grid: String?
 
@@ -138,7 +141,7 @@ struct Locate: ParsableCommand {
             if force && resume { throw ValidationError("--force discards checkpoints and --resume requires them; pass one of the two") }
             let request = LocateRequest(configPath: config, overrides: try overrides(), force: force, threads: threads,
                                         progressInterval: progressEvery, checkpointEvery: checkpointEvery, resume: resume,
-                                        store: savePerSample ? precision : nil)
+                                        store: savePerSample ? precision : nil, sharedWeights: sharedWeights ?? true)
             let log: (String) -> Void = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
             guard let report = try LocalizationRun.execute(request, log: log) else { return }
             for line in report.summary { print(line) }

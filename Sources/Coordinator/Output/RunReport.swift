@@ -102,48 +102,75 @@ public struct RunReport: Codable, Sendable {
     public var job: Int
     public var samplesFromCheckpoints: Int
     public var perSampleStore: PerSampleIndex.Summary?
-    /// Pipeline stages per group (1: none), and with stages what each rank did.
+    /// Pipeline stages per group (1: none); with stages, each stage's layers and idle time.
     public var stages: Int = 1
     public var pipeline: Pipeline?
+    /// Where every rank ran, what it held and how much memory it used, and each node's total.
+    public var placement: Placement?
 
-    /// Each rank of a staged run: its group, stage and layers, its busy and idle time (the
-    /// seconds it waited in receives: the pipeline's bubble as it saw it) and its memory.
-    public struct Pipeline: Codable, Sendable {
+    public struct Placement: Codable, Sendable {
+        /// One world rank: its group and stage (0 of 1 without stages), its layers, its node
+        /// (named by the node's lowest world rank), its busy time and the seconds it waited in
+        /// pipeline receives, and its memory: RSS counts shared pages in full, PSS shares them out.
         public struct Rank: Codable, Sendable {
             public var rank: Int
             public var group: Int
             public var stage: Int
             public var layers: [Int]
+            public var node: Int
             public var seconds: Double
             public var waitSeconds: Double
             public var idleFraction: Double
             public var weightBytes: Int
+            public var sharedWeights: Bool
             public var peakRSSBytes: Int
             public var rssBytes: Int
             public var pssBytes: Int
             enum CodingKeys: String, CodingKey {
-                case rank, group, stage, layers, seconds, waitSeconds = "wait_seconds", idleFraction = "idle_fraction"
-                case weightBytes = "weight_bytes", peakRSSBytes = "peak_rss_bytes", rssBytes = "rss_bytes", pssBytes = "pss_bytes"
+                case rank, group, stage, layers, node, seconds, waitSeconds = "wait_seconds", idleFraction = "idle_fraction"
+                case weightBytes = "weight_bytes", sharedWeights = "shared_weights", peakRSSBytes = "peak_rss_bytes", rssBytes = "rss_bytes", pssBytes = "pss_bytes"
             }
         }
+        /// One node: its ranks' summed PSS (the node's real use) and summed peak RSS.
+        public struct Node: Codable, Sendable {
+            public var node: Int
+            public var ranks: Int
+            public var pssBytes: Int
+            public var peakRSSBytes: Int
+            enum CodingKeys: String, CodingKey { case node, ranks, pssBytes = "pss_bytes", peakRSSBytes = "peak_rss_bytes" }
+        }
         public var ranks: [Rank]
-        /// The mean idle fraction of each stage over its groups.
-        public var idleFractionPerStage: [Double]
-        enum CodingKeys: String, CodingKey { case ranks, idleFractionPerStage = "idle_fraction_per_stage" }
+        public var nodes: [Node]
 
         /// From the world gather of [group, stage, first layer, end layer, seconds, wait, peak
-        /// RSS, RSS, PSS, weight bytes] per rank.
+        /// RSS, RSS, PSS, weight bytes, node, shared] per rank.
         init(gathered v: [Double], stages: Int) {
-            let n = 10
+            let n = 12
             let ranks: [Rank] = (0..<(v.count / n)).map { r in
                 let x = Array(v[(n * r)..<(n * r + n)])
-                return Rank(rank: r, group: Int(x[0]), stage: Int(x[1]), layers: [Int(x[2]), Int(x[3])], seconds: x[4], waitSeconds: x[5],
-                            idleFraction: x[4] > 0 ? min(1, x[5] / x[4]) : 0, weightBytes: Int(x[9]), peakRSSBytes: Int(x[6]),
-                            rssBytes: Int(x[7]), pssBytes: Int(x[8]))
+                return Rank(rank: r, group: Int(x[0]), stage: Int(x[1]), layers: [Int(x[2]), Int(x[3])], node: Int(x[10]), seconds: x[4],
+                            waitSeconds: x[5], idleFraction: x[4] > 0 ? min(1, x[5] / x[4]) : 0, weightBytes: Int(x[9]), sharedWeights: x[11] != 0,
+                            peakRSSBytes: Int(x[6]), rssBytes: Int(x[7]), pssBytes: Int(x[8]))
             }
             self.ranks = ranks
+            nodes = Set(ranks.map(\.node)).sorted().map { node in
+                let on = ranks.filter { $0.node == node }
+                return Node(node: node, ranks: on.count, pssBytes: on.map(\.pssBytes).reduce(0, +), peakRSSBytes: on.map(\.peakRSSBytes).reduce(0, +))
+            }
+        }
+    }
+
+    /// Each stage's layers and its mean idle fraction over the groups: the seconds its ranks
+    /// waited in receives over their busy time (the pipeline's bubble as the stage saw it).
+    public struct Pipeline: Codable, Sendable {
+        public var layersPerStage: [[Int]]
+        public var idleFractionPerStage: [Double]
+        enum CodingKeys: String, CodingKey { case layersPerStage = "layers_per_stage", idleFractionPerStage = "idle_fraction_per_stage" }
+
+        init(placement: Placement, stages: Int) {
+            layersPerStage = (0..<stages).map { s in placement.ranks.first { $0.stage == s }?.layers ?? [] }
             idleFractionPerStage = (0..<stages).map { s in
-                let f = ranks.filter { $0.stage == s }.map(\.idleFraction)
+                let f = placement.ranks.filter { $0.stage == s }.map(\.idleFraction)
                 return f.isEmpty ? 0 : f.reduce(0, +) / Double(f.count)
             }
         }
@@ -153,7 +180,7 @@ public struct RunReport: Codable, Sendable {
         case cnlReport = "cnl_report", created, configFile = "config_file", config, fingerprints, model, data, grid
         case results, convergence, ranks, blasThreadsPerRank = "threads_per_rank", timings
         case job, samplesFromCheckpoints = "samples_from_checkpoints", perSampleStore = "per_sample_store"
-        case stages, pipeline
+        case stages, pipeline, placement
     }
 
     init(state: LocalizationRun.RootState, result: LocalizationResult, ranks: Int, blasThreads: Int, timings: Timings) {
@@ -196,9 +223,13 @@ public struct RunReport: Codable, Sendable {
                             blasThreadsPerRank, blasThreadsPerRank == 1 ? "" : "s")
                      + (stages > 1 ? " (\(ranks / stages) group\(ranks / stages == 1 ? "" : "s") of \(stages) stages)" : ""))
         if let pipeline {
-            let layers = (0..<stages).map { s in pipeline.ranks.first { $0.stage == s }.map { "\($0.layers[0])–\($0.layers[1] - 1)" } ?? "?" }
-            lines.append("pipeline: stage layers " + layers.joined(separator: ", ") + "; idle "
-                         + pipeline.idleFractionPerStage.map { String(format: "%.0f %%", 100 * $0) }.joined(separator: ", "))
+            lines.append("pipeline: stage layers " + pipeline.layersPerStage.map { $0.count == 2 ? "\($0[0])–\($0[1] - 1)" : "?" }.joined(separator: ", ")
+                         + "; idle " + pipeline.idleFractionPerStage.map { String(format: "%.0f %%", 100 * $0) }.joined(separator: ", "))
+        }
+        if let placement {
+            let shared = placement.ranks.contains { $0.sharedWeights }
+            lines.append("memory: " + placement.nodes.map { String(format: "node %d: %d rank%@, PSS %.0f MB", $0.node, $0.ranks, $0.ranks == 1 ? "" : "s", Double($0.pssBytes) / 1e6) }.joined(separator: "; ")
+                         + (shared ? " (weights shared per node)" : ""))
         }
         return lines
     }

@@ -97,12 +97,12 @@ public enum GPT2 {
         })
     }
 
-    public static func load(hf source: HFDirectory, stage: StageRequest? = nil) throws -> TransformerModel {
+    public static func load(hf source: HFDirectory, stage: StageRequest? = nil, placement: WeightPlacement = .own) throws -> TransformerModel {
         let config: GPT2Config
         do { config = try JSONDecoder().decode(GPT2Config.self, from: source.configData) } catch {
             throw ModelError.badConfig(path: source.path + "/config.json", key: "(file)", detail: "does not decode as a GPT-2 config: \(error)")
         }
-        let model = try build(config: config, path: source.path, stage: stage)
+        let model = try build(config: config, path: source.path, stage: stage, placement: placement)
         let others = Set(hfKeyMap(parameterSpecs(config), source: source).values.map(\.stored))    // other stages' tensors: never read
         try model.parameters.load(from: source, keyMap: hfKeyMap(model.parameters.specs, source: source)) { name in
             // Causal-mask buffers of old checkpoints; the tied head is the embedding.
@@ -122,14 +122,15 @@ public enum GPT2 {
 
     /// The model for `config` with zero weights (loaders fill them).
     /// `stage`: only that stage's layers and ends (ModelSlice); nil: the whole model.
-    public static func build(config c: GPT2Config, path: String, stage: StageRequest? = nil) throws -> TransformerModel {
+    public static func build(config c: GPT2Config, path: String, stage: StageRequest? = nil, placement: WeightPlacement = .own) throws -> TransformerModel {
         try c.validate(path: path)
         let (d, j, hd) = (c.nEmbd, c.innerSize, c.nEmbd / c.nHead)
         let dimensions = ModelDimensions(layers: c.nLayer, width: d, ffnWidth: j, heads: c.nHead, kvHeads: c.nHead,
                                          headDim: hd, vocabulary: c.vocabSize, contextLength: c.nPositions)
         let slice = try ModelSlice.make(stage, dimensions: dimensions, path: path,
                                         rowCost: .init(dimensions: dimensions, queryWidth: d, kvWidth: d, ffnMatrices: 2))
-        let store = ParameterStore(specs: parameterSpecs(c).filter { slice.holds(part(of: $0.name), tiedEmbeddings: c.tieWordEmbeddings) })
+        let store = try ParameterStore(specs: parameterSpecs(c).filter { slice.holds(part(of: $0.name), tiedEmbeddings: c.tieWordEmbeddings) },
+                                       placement: placement)
         let activation = Activation(hfName: c.activationFunction)!
         let eps = Float(c.layerNormEpsilon)
         let blocks = slice.layers.map { l -> DecoderBlock in

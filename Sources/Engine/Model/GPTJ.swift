@@ -86,12 +86,12 @@ public enum GPTJ {
         return s
     }
 
-    public static func load(hf source: HFDirectory, stage: StageRequest? = nil) throws -> TransformerModel {
+    public static func load(hf source: HFDirectory, stage: StageRequest? = nil, placement: WeightPlacement = .own) throws -> TransformerModel {
         let config: GPTJConfig
         do { config = try JSONDecoder().decode(GPTJConfig.self, from: source.configData) } catch {
             throw ModelError.badConfig(path: source.path + "/config.json", key: "(file)", detail: "does not decode as a GPT-J config: \(error)")
         }
-        let model = try build(config: config, path: source.path, stage: stage)
+        let model = try build(config: config, path: source.path, stage: stage, placement: placement)
         let map = Dictionary(uniqueKeysWithValues: model.parameters.specs.map { ($0.name, ParameterSource($0.name)) })
         let others = Set(parameterSpecs(config).map(\.name))    // other stages' tensors: never read
         try model.parameters.load(from: source, keyMap: map) { name in
@@ -110,14 +110,15 @@ public enum GPTJ {
 
     /// The model for `config` with zero weights (loaders fill them). One LayerNorm feeds both
     /// attention and FFN (a parallel block: no post-attention norm).
-    public static func build(config c: GPTJConfig, path: String, stage: StageRequest? = nil) throws -> TransformerModel {
+    public static func build(config c: GPTJConfig, path: String, stage: StageRequest? = nil, placement: WeightPlacement = .own) throws -> TransformerModel {
         try c.validate(path: path)
         let (d, j, hd) = (c.nEmbd, c.innerSize, c.headDim)
         let dimensions = ModelDimensions(layers: c.nLayer, width: d, ffnWidth: j, heads: c.nHead, kvHeads: c.nHead,
                                          headDim: hd, vocabulary: c.vocabSize, contextLength: c.nPositions)
         let slice = try ModelSlice.make(stage, dimensions: dimensions, path: path,
                                         rowCost: .init(dimensions: dimensions, queryWidth: d, kvWidth: d, ffnMatrices: 2))
-        let store = ParameterStore(specs: parameterSpecs(c).filter { slice.holds(part(of: $0.name), tiedEmbeddings: c.tieWordEmbeddings) })
+        let store = try ParameterStore(specs: parameterSpecs(c).filter { slice.holds(part(of: $0.name), tiedEmbeddings: c.tieWordEmbeddings) },
+                                       placement: placement)
         let rotary = RotaryEmbedding(layout: .interleaved, rotaryDim: c.rotaryDimension, headDim: hd, base: 10000)
         let activation = Activation(hfName: c.activationFunction)!
         let eps = Float(c.layerNormEpsilon)

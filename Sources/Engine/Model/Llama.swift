@@ -260,12 +260,12 @@ public enum Llama {
         return m
     }
 
-    public static func load(hf source: HFDirectory, stage: StageRequest? = nil) throws -> TransformerModel {
+    public static func load(hf source: HFDirectory, stage: StageRequest? = nil, placement: WeightPlacement = .own) throws -> TransformerModel {
         let config: LlamaConfig
         do { config = try JSONDecoder().decode(LlamaConfig.self, from: source.configData) } catch {
             throw ModelError.badConfig(path: source.path + "/config.json", key: "(file)", detail: "does not decode as a Llama config: \(error)")
         }
-        let model = try build(config: config, path: source.path, stage: stage)
+        let model = try build(config: config, path: source.path, stage: stage, placement: placement)
         let others = Set(parameterSpecs(config).map(\.name))    // other stages' tensors: never read
         try model.parameters.load(from: source, keyMap: hfKeyMap(model.parameters.specs)) { name in
             name.hasSuffix("rotary_emb.inv_freq") || (config.tieWordEmbeddings && name == "lm_head.weight") || others.contains(name)
@@ -273,9 +273,9 @@ public enum Llama {
         return model
     }
 
-    public static func load(gguf: GGUFReader, stage: StageRequest? = nil) throws -> TransformerModel {
+    public static func load(gguf: GGUFReader, stage: StageRequest? = nil, placement: WeightPlacement = .own) throws -> TransformerModel {
         let config = try LlamaConfig(gguf: gguf)
-        let model = try build(config: config, path: gguf.path, stage: stage)
+        let model = try build(config: config, path: gguf.path, stage: stage, placement: placement)
         let wanted = Set(model.parameters.specs.map(\.name))
         let all = ggufKeyMap(config)
         let full = Set(parameterSpecs(config).compactMap { all[$0.name]?.stored })    // other stages' tensors: never read
@@ -292,7 +292,7 @@ public enum Llama {
 
     /// The model for `config` with zero weights (loaders fill them).
     /// `stage`: only that stage's layers and ends (ModelSlice); nil: the whole model.
-    public static func build(config c: LlamaConfig, path: String, stage: StageRequest? = nil) throws -> TransformerModel {
+    public static func build(config c: LlamaConfig, path: String, stage: StageRequest? = nil, placement: WeightPlacement = .own) throws -> TransformerModel {
         try c.validate(path: path)
         let (d, j, qd, kvd) = (c.hiddenSize, c.intermediateSize, c.numAttentionHeads * c.headDim, c.numKeyValueHeads * c.headDim)
         let dimensions = ModelDimensions(layers: c.numHiddenLayers, width: d, ffnWidth: j, heads: c.numAttentionHeads,
@@ -300,7 +300,8 @@ public enum Llama {
                                          contextLength: c.maxPositionEmbeddings)
         let slice = try ModelSlice.make(stage, dimensions: dimensions, path: path,
                                         rowCost: .init(dimensions: dimensions, queryWidth: qd, kvWidth: kvd, ffnMatrices: 3))
-        let store = ParameterStore(specs: parameterSpecs(c).filter { slice.holds(part(of: $0.name), tiedEmbeddings: c.tieWordEmbeddings) })
+        let store = try ParameterStore(specs: parameterSpecs(c).filter { slice.holds(part(of: $0.name), tiedEmbeddings: c.tieWordEmbeddings) },
+                                       placement: placement)
         let rotary = RotaryEmbedding(layout: .halves, rotaryDim: c.headDim, headDim: c.headDim, base: Float(c.ropeTheta),
                                      scaling: try c.ropeScaling?.scaling(path: path, maxPositions: c.maxPositionEmbeddings) ?? .none)
         let activation = Activation(hfName: c.hiddenAct)!

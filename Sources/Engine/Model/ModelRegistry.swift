@@ -22,35 +22,36 @@ public struct LoadedModel {
 
 public enum ModelRegistry {
     /// HF `model_type` → loader for an HF directory (one entry per architecture file).
-    static let hfArchitectures: [String: (HFDirectory, StageRequest?) throws -> TransformerModel] = [
-        "llama": { try Llama.load(hf: $0, stage: $1) },
-        "gpt2": { try GPT2.load(hf: $0, stage: $1) },
-        "gptj": { try GPTJ.load(hf: $0, stage: $1) },
+    static let hfArchitectures: [String: (HFDirectory, StageRequest?, WeightPlacement) throws -> TransformerModel] = [
+        "llama": { try Llama.load(hf: $0, stage: $1, placement: $2) },
+        "gpt2": { try GPT2.load(hf: $0, stage: $1, placement: $2) },
+        "gptj": { try GPTJ.load(hf: $0, stage: $1, placement: $2) },
     ]
 
     /// GGUF `general.architecture` → loader.
-    static let ggufArchitectures: [String: (GGUFReader, StageRequest?) throws -> TransformerModel] = [
-        "llama": { try Llama.load(gguf: $0, stage: $1) },
+    static let ggufArchitectures: [String: (GGUFReader, StageRequest?, WeightPlacement) throws -> TransformerModel] = [
+        "llama": { try Llama.load(gguf: $0, stage: $1, placement: $2) },
     ]
 
     public static var supportedModelTypes: [String] { hfArchitectures.keys.sorted() }
 
     /// Loads a `.gguf` file or an HF directory (config.json + safetensors); with `stage`, only
-    /// that pipeline stage's tensors are read (the others' bytes are never touched).
-    public static func load(path: String, stage: StageRequest? = nil) throws -> LoadedModel {
+    /// that pipeline stage's tensors are read (the others' bytes are never touched);
+    /// `placement`: the weights in this process, in a node-shared buffer, or not read at all.
+    public static func load(path: String, stage: StageRequest? = nil, placement: WeightPlacement = .own) throws -> LoadedModel {
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
             throw CheckpointError.cannotOpen(path: path, reason: "no such file or directory")
         }
         if isDir.boolValue {
             let dir = try HFDirectory(path: path)
-            return try load(hf: dir, stage: stage)
+            return try load(hf: dir, stage: stage, placement: placement)
         }
         let gguf = try GGUFReader(path: path)
-        return try load(gguf: gguf, stage: stage)
+        return try load(gguf: gguf, stage: stage, placement: placement)
     }
 
-    public static func load(hf dir: HFDirectory, stage: StageRequest? = nil) throws -> LoadedModel {
+    public static func load(hf dir: HFDirectory, stage: StageRequest? = nil, placement: WeightPlacement = .own) throws -> LoadedModel {
         struct Head: Decodable { let model_type: String? }
         let configPath = dir.path + "/config.json"
         let head: Head
@@ -63,17 +64,17 @@ public enum ModelRegistry {
         guard let make = hfArchitectures[type] else {
             throw CheckpointError.unsupportedArchitecture(path: configPath, name: type, supported: supportedModelTypes)
         }
-        return LoadedModel(model: try make(dir, stage), path: dir.path, format: "safetensors", storage: storageSummary(dir),
+        return LoadedModel(model: try make(dir, stage, placement), path: dir.path, format: "safetensors", storage: storageSummary(dir),
                            tokenizer: try hfTokenizer(dir.path))
     }
 
-    public static func load(gguf: GGUFReader, stage: StageRequest? = nil) throws -> LoadedModel {
+    public static func load(gguf: GGUFReader, stage: StageRequest? = nil, placement: WeightPlacement = .own) throws -> LoadedModel {
         let arch = try gguf.string("general.architecture")
         guard let make = ggufArchitectures[arch] else {
             throw CheckpointError.unsupportedArchitecture(path: gguf.path, name: arch, supported: ggufArchitectures.keys.sorted())
         }
         let tokenizer = gguf.metadata["tokenizer.ggml.model"] == nil ? nil : try Tokenizer.load(gguf: gguf)
-        return LoadedModel(model: try make(gguf, stage), path: gguf.path, format: "GGUF v\(gguf.version)", storage: storageSummary(gguf),
+        return LoadedModel(model: try make(gguf, stage, placement), path: gguf.path, format: "GGUF v\(gguf.version)", storage: storageSummary(gguf),
                            tokenizer: tokenizer)
     }
 

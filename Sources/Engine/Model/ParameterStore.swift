@@ -10,6 +10,25 @@ public struct ParameterSpec: Sendable, Equatable {
     public init(_ name: String, _ shape: [Int]) { self.name = name; self.shape = shape }
 }
 
+/// Where a model's weights live. `.own`: this process's memory (read from the checkpoint).
+/// `.skeleton`: reserved but never read or touched (a plan-time model: its config, shapes and
+/// tokenizer are checked, the weights are read later by whoever runs it; the pages cost no
+/// memory). `.shared`: a buffer that several processes map (Shard's node-shared window),
+/// filled by one of them.
+public enum WeightPlacement {
+    case own, skeleton
+    case shared(SharedWeightStorage)
+}
+
+/// A buffer several processes share; Engine only asks for it and says when it is filled
+/// (Shard implements it with an MPI-3 shared-memory window; Engine never calls MPI).
+public protocol SharedWeightStorage: AnyObject {
+    /// The shared buffer of `count` floats; `fill`: this process reads the checkpoint into it.
+    func allocate(count: Int) throws -> (buffer: UnsafeMutableBufferPointer<Float>, fill: Bool)
+    /// Called by every sharer once its part is done; returns when the buffer holds the weights.
+    func filled() throws
+}
+
 /// The weights, allocated once from the architecture's size table (STYLE rule 4). Views are
 /// pointers into the buffer, valid as long as the store lives (the model owns it).
 public final class ParameterStore: @unchecked Sendable {
@@ -17,8 +36,14 @@ public final class ParameterStore: @unchecked Sendable {
     public let offsets: [String: Int]
     public let count: Int
     public let buffer: UnsafeMutableBufferPointer<Float>
+    /// Whether loading reads the checkpoint into the buffer (false: a skeleton, or a sharer
+    /// that another process fills).
+    public let fills: Bool
+    let shared: SharedWeightStorage?
+    /// Bytes mapped by this store itself (0 for a shared buffer).
+    private let mappedBytes: Int
 
-    public init(specs: [ParameterSpec]) {
+    public init(specs: [ParameterSpec], placement: WeightPlacement = .own) throws {
         var offsets: [String: Int] = [:]
         var total = 0
         for s in specs {
@@ -29,11 +54,27 @@ public final class ParameterStore: @unchecked Sendable {
         self.specs = specs
         self.offsets = offsets
         self.count = total
-        buffer = .allocate(capacity: max(total, 1))
-        buffer.initialize(repeating: 0)
+        switch placement {
+        case .own, .skeleton:
+            // Anonymous pages are zero and cost nothing until written: a skeleton never is.
+            let bytes = max(total, 1) * MemoryLayout<Float>.stride
+            guard let p = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), p != MAP_FAILED else {
+                throw CheckpointError.cannotOpen(path: "(memory)", reason: "cannot reserve \(bytes) bytes for the weights (errno \(errno))")
+            }
+            buffer = UnsafeMutableBufferPointer(start: p.bindMemory(to: Float.self, capacity: max(total, 1)), count: max(total, 1))
+            mappedBytes = bytes
+            if case .own = placement { fills = true } else { fills = false }
+            shared = nil
+        case let .shared(storage):
+            let (b, fill) = try storage.allocate(count: max(total, 1))
+            buffer = b
+            fills = fill
+            shared = storage
+            mappedBytes = 0
+        }
     }
 
-    deinit { buffer.deallocate() }
+    deinit { if mappedBytes > 0 { munmap(buffer.baseAddress!, mappedBytes) } }
 
     public var parameterCount: Int { specs.reduce(0) { $0 + $1.count } }
 
@@ -68,7 +109,14 @@ extension ParameterStore {
     /// Fills every parameter from `source` through `keyMap` (canonical name → stored name and
     /// transform). Lists every missing or unexpected tensor at once (STYLE rule 6), then checks
     /// shapes, then reads each tensor straight into its view (no second full-size copy).
+    /// A store that does not fill (`fills` false) checks the names and shapes only; a shared
+    /// store then waits until its filler is done.
     public func load(from source: TensorSource, keyMap: [String: ParameterSource], ignorable: (String) -> Bool) throws {
+        try checkAndRead(from: source, keyMap: keyMap, ignorable: ignorable)
+        try shared?.filled()
+    }
+
+    private func checkAndRead(from source: TensorSource, keyMap: [String: ParameterSource], ignorable: (String) -> Bool) throws {
         let wanted = Set(keyMap.values.map(\.stored))
         let missing = specs.compactMap { spec -> String? in
             guard let src = keyMap[spec.name] else { return spec.name }
@@ -90,6 +138,10 @@ extension ParameterStore {
             guard entry.shape == expected || (entry.elementCount == spec.count && squeezed(entry.shape) == squeezed(expected)) else {
                 throw CheckpointError.shapeMismatch(path: source.path, tensor: src.stored, expected: expected, found: entry.shape)
             }
+        }
+        guard fills else { return }
+        for spec in specs {
+            let src = keyMap[spec.name]!
             let dst = view(spec.name)
             switch src.transform {
             case .none:
