@@ -18,6 +18,7 @@ public final class NodeSharedWeights: SharedWeightStorage {
 
     public func allocate(count: Int) throws -> (buffer: UnsafeMutableBufferPointer<Float>, fill: Bool) {
         let size = count * MemoryLayout<Float>.stride
+        if sharers.rank == 0 { try Self.checkBackingSpace(bytes: size) }
         var base: UnsafeMutableRawPointer?
         try withUnsafeMutablePointer(to: &base) { bp in
             try sharers.check("MPI_Win_allocate_shared",
@@ -42,6 +43,22 @@ public final class NodeSharedWeights: SharedWeightStorage {
         return (UnsafeMutableBufferPointer(start: base.bindMemory(to: Float.self, capacity: count), count: count), sharers.rank == 0)
     }
 
+    /// Open MPI backs the window with a file in /dev/shm (osc_sm_backing_directory); a tmpfs too
+    /// small for it would kill the filling rank with SIGBUS half-way through the read, so the
+    /// shortfall is reported first. (Its MPI_Abort then stops the node's other ranks.)
+    static func checkBackingSpace(bytes: Int) throws {
+        let env = ProcessInfo.processInfo.environment
+        let directory = env["OMPI_MCA_osc_sm_backing_directory"] ?? "/dev/shm"
+        var fs = statvfs()
+        guard statvfs(directory, &fs) == 0 else { return }   // not Linux-like: let MPI decide
+        let free = Int(fs.f_bavail) * Int(fs.f_frsize)
+        guard free < bytes else { return }
+        let gb = { (b: Int) in String(format: "%.2f GB", Double(b) / 1e9) }
+        throw SharedWeightsError.backingTooSmall(
+            "the node's shared weights need \(gb(bytes)) in \(directory), which has \(gb(free)) free: enlarge it "
+            + "(docker --shm-size, or OMPI_MCA_osc_sm_backing_directory=/tmp) or run with --no-shared-weights")
+    }
+
     public func filled() throws { try sharers.barrier() }
 
     /// Frees the window (collective over the sharers): after the last use of the model.
@@ -49,4 +66,9 @@ public final class NodeSharedWeights: SharedWeightStorage {
         guard window != cnl_mpi_win_null() else { return }
         try sharers.check("MPI_Win_free", MPI_Win_free(&window))
     }
+}
+
+public enum SharedWeightsError: Error, LocalizedError {
+    case backingTooSmall(String)
+    public var errorDescription: String? { if case .backingTooSmall(let m) = self { return m }; return nil }
 }
