@@ -45,11 +45,17 @@ struct PlanMessage: Codable {
         var identity: [String: String]
         var runDirectory: String
         var store: StorePrecision?
-        /// Pipeline stages per group: world rank r is stage r mod P of group r / P.
+        /// Pipeline stages per group: with G = ranks / P groups, world rank r is stage r / G of group r mod G.
         var stages: Int
+        var stageBalance: StageBalance
         var sharedWeights: Bool
     }
     var work: Work?
+    var error: String?
+}
+
+/// What the root broadcasts after writing the run directory: nil error when it all went well.
+struct OutcomeMessage: Codable {
     var error: String?
 }
 
@@ -78,7 +84,7 @@ public enum LocalizationRun {
                 message.work = .init(modelPath: state.config.model, options: state.config.attributionOptions,
                                      buckets: state.plan.bucketCount, totalSamples: state.plan.assignment.map(\.count).reduce(0, +),
                                      assignment: state.plan.assignment, generation: state.generation, identity: state.identity,
-                                     runDirectory: state.config.output, store: request.store, stages: state.config.stages,
+                                     runDirectory: state.config.output, store: request.store, stages: state.config.stages, stageBalance: state.config.stageBalance,
                                      sharedWeights: request.sharedWeights)
             } catch {
                 message.error = error.localizedDescription
@@ -94,11 +100,15 @@ public enum LocalizationRun {
 
         // 2. Every rank attributes its samples, committing each to its checkpoint keeper (the
         //    root's keeper starts from what earlier jobs finished, the others' from zero). With
-        //    stages, world rank r is stage r mod P of group r / P; a group works like one rank
-        //    of a run without stages, through its first stage (the "lead"), which keeps the
-        //    group's sums and checkpoints; the other stages only compute their layers.
+        //    stages, world rank r is stage r / G of group r mod G (G = ranks / P groups); a group
+        //    works like one rank of a run without stages, through its first stage (the "lead"),
+        //    which keeps the group's sums and checkpoints; the other stages only compute their
+        //    layers. Stage-major order (as Megatron puts pipeline stages outermost): mpirun and
+        //    srun place consecutive ranks on one node, so a node holds one stage's weights (or a
+        //    few), not the whole model, once the job spans as many nodes as stages.
         let P = work.stages
-        let (group, stage) = (mpi.rank / P, mpi.rank % P)
+        let G = mpi.size / P
+        let (group, stage) = (mpi.rank % G, mpi.rank / G)
         let groupContext = P > 1 ? try mpi.split(color: group, key: stage) : nil
         let leads = P > 1 ? try mpi.split(color: stage, key: group) : mpi
         // The ranks of this node that hold the same weights (the same stage) share one copy.
@@ -113,10 +123,12 @@ public enum LocalizationRun {
         var rankStats: [Double] = []
         var stageExit: StopSignalExit?
         do {
-            let stageRequest = P > 1 ? StageRequest(index: stage, count: P) : nil
+            let stageRequest = P > 1 ? StageRequest(index: stage, count: P, balance: work.stageBalance) : nil
+            let loadStart = Date()
             let planned = rootState.map(\.loaded.model).flatMap { $0.parameters.fills ? $0 : nil }
             let model = try nodeWeights.map { try ModelRegistry.load(path: work.modelPath, stage: stageRequest, placement: .shared($0)).model }
                 ?? planned ?? ModelRegistry.load(path: work.modelPath, stage: stageRequest).model
+            let loadSeconds = Date().timeIntervalSince(loadStart)
             let scoreCount = model.dimensions.neuronCount
             let link = groupContext.map { MPIStageLink(group: $0) }
             let samples = work.assignment[group]
@@ -149,7 +161,7 @@ public enum LocalizationRun {
             let memory = ProcessMemory.current()
             rankStats = [Double(group), Double(stage), Double(model.slice.layers.lowerBound), Double(model.slice.layers.upperBound),
                          stats.seconds, link?.waitSeconds ?? 0, Double(memory.peakResidentBytes), Double(memory.residentBytes),
-                         Double(memory.proportionalBytes), Double(model.parameters.count * 4), Double(nodeLeader), nodeWeights == nil ? 0 : 1]
+                         Double(memory.proportionalBytes), Double(model.parameters.count * 4), Double(nodeLeader), nodeWeights == nil ? 0 : 1, loadSeconds]
         } catch {
             FileHandle.standardError.write(Data("cnl: error: rank \(mpi.rank)\(P > 1 ? " (stage \(stage) of group \(group))" : ""): \(error.localizedDescription)\n".utf8))
             mpi.abort(code: 1)
@@ -175,7 +187,7 @@ public enum LocalizationRun {
         // 4. The root computes the paper's numbers and writes the run directory; every rank
         //    learns whether that worked, so a failure there still fails every rank.
         var report: RunReport?
-        var outcome = PlanMessage()
+        var outcome = OutcomeMessage()
         if mpi.rank == 0, let state = rootState, let total, let perRank, let sums = keeper?.sums {
             do {
                 let reduced = ScoreAccumulator(scoreCount: sums.scoreCount, flattened: total)
@@ -219,7 +231,7 @@ public enum LocalizationRun {
                 outcome.error = error.localizedDescription
             }
         }
-        let final = try JSONDecoder().decode(PlanMessage.self, from: Data(try mpi.broadcast(mpi.rank == 0 ? Array(try JSONEncoder().encode(outcome)) : [])))
+        let final = try JSONDecoder().decode(OutcomeMessage.self, from: Data(try mpi.broadcast(mpi.rank == 0 ? Array(try JSONEncoder().encode(outcome)) : [])))
         // Every rank is past its last use of the model: the shared window can go.
         try nodeWeights?.free()
         if let e = final.error {
@@ -255,7 +267,7 @@ public enum LocalizationRun {
             throw DataFileError.unreadable(path: config.dataset.path, reason: "no such file; set 'dataset.path' in the config or pass --data")
         }
         // With stages the root holds stage 0 of its group only (and reads only its tensors).
-        let loaded = try ModelRegistry.load(path: config.model, stage: config.stages > 1 ? StageRequest(index: 0, count: config.stages) : nil,
+        let loaded = try ModelRegistry.load(path: config.model, stage: config.stages > 1 ? StageRequest(index: 0, count: config.stages, balance: config.stageBalance) : nil,
                                             placement: placement)
         guard ranks % config.stages == 0 else { throw StageError.notDividing(stages: config.stages, ranks: ranks) }
         let groups = ranks / config.stages
@@ -265,24 +277,22 @@ public enum LocalizationRun {
         let samples = try DatasetLoader.tokenize(texts, path: config.dataset.path, tokenizer: tokenizer,
                                                  contextLength: d.contextLength, maxAnswerTokens: config.maxAnswerTokens)
         let fingerprints = try RunReport.Fingerprints(modelPath: config.model, dataPath: config.dataset.path, samples: samples)
-        let layout = try RunPlan.make(samples: samples, ranks: groups, seed: config.seed, grid: config.convergenceGrid, layers: d.layers,
-                                      steps: config.pointsPerLayer - 1, maxAnswerTokens: config.maxAnswerTokens, dataPath: config.dataset.path,
-                                      finished: Set(samples.map(\.index)))
-        let identity = runIdentity(config: config, fingerprints: fingerprints, samples: samples.count, grid: layout.grid,
+        var (plan, bucketed) = try RunPlan.layout(samples: samples, ranks: groups, seed: config.seed, grid: config.convergenceGrid,
+                                                  dataPath: config.dataset.path)
+        let identity = runIdentity(config: config, fingerprints: fingerprints, samples: samples.count, grid: plan.grid,
                                    neurons: "\(d.layers)x\(d.ffnWidth)", store: request.store)
 
         // Resume from the newest checkpoints when there are any (they must be of this run).
         let checkpoints = CheckpointDirectory(run: config.output)
-        let previous = try checkpoints.latest(identity: identity, scoreCount: d.neuronCount, buckets: layout.bucketCount)
+        let previous = try checkpoints.latest(identity: identity, scoreCount: d.neuronCount, buckets: plan.bucketCount)
         if request.resume && previous == nil {
             throw LocalizationError.nothingToResume(directory: checkpoints.path)
         }
         let generation = previous.map { $0.generation + 1 } ?? 0
-        let inherited = (sums: previous?.sums ?? ScoreAccumulator(scoreCount: d.neuronCount, buckets: layout.bucketCount),
+        let inherited = (sums: previous?.sums ?? ScoreAccumulator(scoreCount: d.neuronCount, buckets: plan.bucketCount),
                          finished: previous?.finished ?? [])
-        let plan = try RunPlan.make(samples: samples, ranks: groups, seed: config.seed, grid: config.convergenceGrid,
-                                    layers: d.layers, steps: config.pointsPerLayer - 1, maxAnswerTokens: config.maxAnswerTokens,
-                                    dataPath: config.dataset.path, finished: Set(inherited.finished.map(\.index)))
+        plan.assign(bucketed, ranks: groups, layers: d.layers, steps: config.pointsPerLayer - 1, maxAnswerTokens: config.maxAnswerTokens,
+                    finished: Set(inherited.finished.map(\.index)))
         log("cnl locate: \(loaded.model.modelType) \(d.layers)×\(d.ffnWidth) neurons from \(config.model)")
         log("cnl locate: \(samples.count) samples of \(config.dataset.path) (a: \(plan.sizeA), b: \(plan.sizeB), seed \(config.seed)); "
             + (config.normalization == .gaussLegendre ? "Gauss–Legendre K = \(config.points ?? 0)" : "S = \(config.steps)") + ", σ = \(config.sigmas.map { String(format: "%g", $0) }.joined(separator: ", ")); "

@@ -24,11 +24,13 @@ public struct RunConfig: Codable, Sendable, Equatable {
     public var convergenceGrid: [Int]?
     /// Pipeline stages per data-parallel group (1: every rank holds the whole model).
     public var stages: Int
+    /// What the stages' layer ranges even out: row work (default) or weights per rank.
+    public var stageBalance: StageBalance
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case model, dataset, seed, sigmas = "sigma", spread, steps, normalization, points
         case maxAnswerTokens = "max_answer_tokens", rowBudget = "row_budget", output
-        case convergenceGrid = "convergence_grid", stages
+        case convergenceGrid = "convergence_grid", stages, stageBalance = "stage_balance"
     }
 
     public var attributionOptions: AttributionOptions {
@@ -59,6 +61,7 @@ public struct RunConfig: Codable, Sendable, Equatable {
         output = try c.decode(String.self, forKey: .output)
         convergenceGrid = try c.decodeIfPresent([Int].self, forKey: .convergenceGrid)
         stages = try c.decodeIfPresent(Int.self, forKey: .stages) ?? 1
+        stageBalance = try c.decodeIfPresent(StageBalance.self, forKey: .stageBalance) ?? .work
         try validate()
     }
 
@@ -181,6 +184,7 @@ public struct RunConfigOverrides: Sendable, Equatable {
     public var output: String?
     public var convergenceGrid: [Int]?
     public var stages: Int?
+    public var stageBalance: StageBalance?
 
     public init() {}
 
@@ -201,6 +205,7 @@ public struct RunConfigOverrides: Sendable, Equatable {
         if let output { c.output = output }
         if let convergenceGrid { c.convergenceGrid = convergenceGrid }
         if let stages { c.stages = stages }
+        if let stageBalance { c.stageBalance = stageBalance }
         do { try c.validate() } catch let e as RunConfigError {
             throw RunConfigError.afterOverrides(error: e)
         }

@@ -69,7 +69,7 @@ public final class CheckpointKeeper {
         let checkpoint = RunCheckpoint(header: header, sums: sums)
         if let k = Self.crashAtWrite, writes + 1 == k {
             let bytes = try checkpoint.encoded()
-            _ = FileManager.default.createFile(atPath: path + ".tmp-\(getpid())", contents: bytes.prefix(bytes.count / 2))
+            _ = FileManager.default.createFile(atPath: AtomicFile.temporaryPath(for: path), contents: bytes.prefix(bytes.count / 2))
             FileHandle.standardError.write(Data("cnl: test fault: crashing while writing checkpoint \(k) to \(path)\n".utf8))
             _exit(86)
         }

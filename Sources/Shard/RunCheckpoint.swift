@@ -64,18 +64,7 @@ public struct RunCheckpoint: Sendable, Equatable {
 
     public func write(to path: String) throws {
         let data = try encoded()
-        let tmp = path + ".tmp-\(getpid())"
-        guard FileManager.default.createFile(atPath: tmp, contents: data) else {
-            throw CheckpointFileError.cannotWrite(path: path, reason: String(cString: strerror(errno)))
-        }
-        // fsync before rename: the new name must never point at bytes still in flight.
-        let fd = open(tmp, O_RDONLY)
-        if fd >= 0 { fsync(fd); close(fd) }
-        if rename(tmp, path) != 0 {
-            let reason = String(cString: strerror(errno))
-            unlink(tmp)
-            throw CheckpointFileError.cannotWrite(path: path, reason: reason)
-        }
+        try AtomicFile.write(data, to: path) { CheckpointFileError.cannotWrite(path: path, reason: $0) }
     }
 
     /// Reads and verifies a checkpoint: every corruption (truncation, flipped bits, wrong sizes)

@@ -60,6 +60,9 @@ struct Locate: ParsableCommand {
     @Option(help: "Pipeline stages: the ranks form groups of this many, each rank holding a contiguous range of layers (balanced by row work) and reading only its tensors; it must divide the rank count. The scores do not depend on it. Overrides 'stages' (default 1).")
     var stages: Int?
 
+    @Option(help: "What the stages' layer ranges even out: work (Eq. 7's rows: the fastest pipeline; the first stage holds more layers) or weights (the least memory per rank, about 1/P of the model each). Overrides 'stage_balance' (default work).")
+    var stageBalance: String?
+
     @Flag(inversion: .prefixedNo, help: "One copy of the weights per node (of each stage's weights with --stages), in an MPI-3 shared-memory window that one rank fills and the node's others read (default: on whenever ranks holding the same weights share a node).")
     var sharedWeights: Bool?
 
@@ -120,6 +123,10 @@ struct Locate: ParsableCommand {
         o.maxAnswerTokens = maxAnswerTokens
         o.rowBudget = rowBudget
         o.stages = stages
+        if let stageBalance {
+            guard let b = StageBalance(rawValue: stageBalance) else { throw ValidationError("--stage-balance must be work or weights, got '\(stageBalance)'") }
+            o.stageBalance = b
+        }
         if let grid {
             o.convergenceGrid = try grid.split(separator: ",").map { p in
                 guard let v = Int(p.trimmingCharacters(in: .whitespaces)) else { throw ValidationError("--grid: '\(p)' is not an integer") }

@@ -4,7 +4,8 @@ import XCTest
 
 final class StageCommandTests: XCTestCase {
     /// The tiny config as one process and as np 2 × 2 stages, np 4 × 2 stages (two groups) and
-    /// np 3 × 3 stages: scores.safetensors byte-identical, every layer owned by one stage.
+    /// np 3 × 3 stages, and np 2 × 2 stages balanced by weights: scores.safetensors
+    /// byte-identical, every layer owned by one stage; by weights, each rank holds about half.
     func testStagesGiveTheBytesOfOneProcess() throws {
         _ = try CLI.asset("models/SmolLM2-135M-Instruct.Q4_1.gguf")
         let dir = try CLI.temporaryDirectory()
@@ -13,9 +14,10 @@ final class StageCommandTests: XCTestCase {
         let r0 = try CLI.run(["locate", "--config", "configs/tiny.yaml", "--output", single, "--threads", "1"])
         XCTAssertEqual(r0.status, 0, r0.stderr)
         let reference = try Data(contentsOf: URL(fileURLWithPath: single + "/scores.safetensors"))
-        for (np, stages) in [(2, 2), (4, 2), (3, 3)] {
-            let out = dir.appendingPathComponent("np\(np)-stages\(stages)").path
-            let r = try CLI.mpirun(np, ["locate", "--config", "configs/tiny.yaml", "--output", out, "--stages", "\(stages)"], timeout: 300)
+        for (np, stages, balance) in [(2, 2, "work"), (4, 2, "work"), (3, 3, "work"), (2, 2, "weights")] {
+            let out = dir.appendingPathComponent("np\(np)-stages\(stages)-\(balance)").path
+            let r = try CLI.mpirun(np, ["locate", "--config", "configs/tiny.yaml", "--output", out, "--stages", "\(stages)",
+                                        "--stage-balance", balance], timeout: 300)
             XCTAssertEqual(r.status, 0, "np \(np) × \(stages) stages: \(r.stderr)")
             guard r.status == 0 else { continue }
             let bytes = try Data(contentsOf: URL(fileURLWithPath: out + "/scores.safetensors"))
@@ -26,7 +28,7 @@ final class StageCommandTests: XCTestCase {
             let perRank = (report["timings"] as! [String: Any])["per_rank"] as! [[String: Any]]
             XCTAssertEqual(perRank.count, np / stages, "one entry per group")
             XCTAssertEqual(perRank.map { $0["samples"] as! Int }.reduce(0, +), 8, "every sample exactly once")
-            let pipeline = (report["pipeline"] as! [String: Any])["ranks"] as! [[String: Any]]
+            let pipeline = (report["placement"] as! [String: Any])["ranks"] as! [[String: Any]]
             XCTAssertEqual(pipeline.count, np)
             for g in 0..<(np / stages) {
                 // The group's stages cover layers 0..<30 in order, without gaps or overlaps.
@@ -34,6 +36,14 @@ final class StageCommandTests: XCTestCase {
                 XCTAssertEqual(layers.count, stages)
                 XCTAssertEqual(layers.first?[0], 0); XCTAssertEqual(layers.last?[1], 30)
                 for (a, b) in zip(layers, layers.dropFirst()) { XCTAssertEqual(a[1], b[0]) }
+            }
+            // SmolLM2 as fp32: 538 MB, 113 MB of it the tied embedding, which both ends hold.
+            let weights = pipeline.map { $0["weight_bytes"] as! Int }
+            if balance == "weights" {
+                XCTAssertEqual(pipeline.map { $0["layers"] as! [Int] }, [[0, 15], [15, 30]])
+                XCTAssertLessThan(Double(weights.max()!), 0.65 * 538_060_032, "\(weights)")
+            } else {
+                XCTAssertGreaterThan(Double(weights.max()!), 0.7 * 538_060_032, "work balance: the first stage holds most layers: \(weights)")
             }
             for rank in pipeline {
                 let idle = rank["idle_fraction"] as! Double

@@ -98,28 +98,36 @@ final class StagePipelineTests: XCTestCase {
     /// The balanced cut against every possible cut of up to 9 layers: the same largest cost.
     func testPartitionMinimizesTheLargestStageCost() throws {
         let cost = StagePartition.RowCost(block: 3.5, head: 28)
-        for layers in 2...9 {
-            let c = StagePartition.layerCosts(layers: layers, rowCost: cost)
-            for stages in 1...min(layers, 4) {
-                let ranges = try StagePartition.balanced(layers: layers, stages: stages, rowCost: cost)
-                XCTAssertEqual(ranges.count, stages)
-                XCTAssertEqual(ranges.first?.lowerBound, 0); XCTAssertEqual(ranges.last?.upperBound, layers)
-                for (a, b) in zip(ranges, ranges.dropFirst()) { XCTAssertEqual(a.upperBound, b.lowerBound); XCTAssertFalse(a.isEmpty) }
-                let got = ranges.map { r in r.reduce(0.0) { $0 + c[$1] } }.max()!
-                // Brute force: every choice of stages − 1 cut points among layers − 1 places.
-                var best = Double.infinity
-                func search(_ start: Int, _ left: Int, _ worst: Double) {
-                    if left == 1 { best = min(best, max(worst, (start..<layers).reduce(0.0) { $0 + c[$1] })); return }
-                    guard start + 1 <= layers - left + 1 else { return }
-                    for end in (start + 1)...(layers - left + 1) { search(end, left - 1, max(worst, (start..<end).reduce(0.0) { $0 + c[$1] })) }
+        // The two rules' layer costs, written out: rows crossing layer k (k + 1 per entering
+        // row, the head's L on the last), or the parameters held (embedding first, head last).
+        XCTAssertEqual(StagePartition.layerCosts(layers: 4, rowCost: cost, balance: .work), [3.5, 7, 10.5, 14 + 4 * 28])
+        XCTAssertEqual(StagePartition.layerCosts(layers: 4, rowCost: cost, balance: .weights), [3.5 + 28, 3.5, 3.5, 3.5 + 28])
+        for balance in StageBalance.allCases {
+            for layers in 2...9 {
+                let c = StagePartition.layerCosts(layers: layers, rowCost: cost, balance: balance)
+                for stages in 1...min(layers, 4) {
+                    let ranges = try StagePartition.balanced(layers: layers, stages: stages, rowCost: cost, balance: balance)
+                    XCTAssertEqual(ranges.count, stages)
+                    XCTAssertEqual(ranges.first?.lowerBound, 0); XCTAssertEqual(ranges.last?.upperBound, layers)
+                    for (a, b) in zip(ranges, ranges.dropFirst()) { XCTAssertEqual(a.upperBound, b.lowerBound); XCTAssertFalse(a.isEmpty) }
+                    let got = ranges.map { r in r.reduce(0.0) { $0 + c[$1] } }.max()!
+                    // Brute force: every choice of stages − 1 cut points among layers − 1 places.
+                    var best = Double.infinity
+                    func search(_ start: Int, _ left: Int, _ worst: Double) {
+                        if left == 1 { best = min(best, max(worst, (start..<layers).reduce(0.0) { $0 + c[$1] })); return }
+                        guard start + 1 <= layers - left + 1 else { return }
+                        for end in (start + 1)...(layers - left + 1) { search(end, left - 1, max(worst, (start..<end).reduce(0.0) { $0 + c[$1] })) }
+                    }
+                    search(0, stages, 0)
+                    XCTAssertEqual(got, best, accuracy: 1e-9, "\(balance): \(layers) layers, \(stages) stages: \(ranges)")
                 }
-                search(0, stages, 0)
-                XCTAssertEqual(got, best, accuracy: 1e-9, "\(layers) layers, \(stages) stages: \(ranges)")
             }
         }
-        // The rule gives the top layers (and the head) shorter stages.
+        // Work gives the top layers (and the head) shorter stages; weights gives even ones.
         let smol = try StagePartition.balanced(layers: 30, stages: 3, rowCost: cost)
         XCTAssertGreaterThan(smol[0].count, smol[2].count, "\(smol)")
+        let even = try StagePartition.balanced(layers: 30, stages: 3, rowCost: StagePartition.RowCost(block: 1, head: 0.1), balance: .weights)
+        XCTAssertEqual(even, [0..<10, 10..<20, 20..<30])
     }
 
     func testImpossibleStageCountsAreRefused() throws {

@@ -22,7 +22,7 @@ final class RunCheckpointTests: XCTestCase {
         try c.write(to: path)
         let back = try RunCheckpoint.read(path: path)
         XCTAssertEqual(back, c)
-        XCTAssertFalse(FileManager.default.fileExists(atPath: path + ".tmp-\(getpid())"))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: AtomicFile.temporaryPath(for: path)))
     }
 
     func testEveryTruncationAndManyBitFlipsAreDetected() throws {

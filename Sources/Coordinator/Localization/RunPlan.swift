@@ -37,6 +37,16 @@ public struct RunPlan: Codable, Sendable, Equatable {
     public static func make(samples: [TokenizedSample], ranks: Int, seed: UInt64, grid requested: [Int]?,
                             layers: Int, steps: Int, maxAnswerTokens: Int?, dataPath: String,
                             finished: Set<Int> = []) throws -> RunPlan {
+        var (plan, bucketed) = try layout(samples: samples, ranks: ranks, seed: seed, grid: requested, dataPath: dataPath)
+        plan.assign(bucketed, ranks: ranks, layers: layers, steps: steps, maxAnswerTokens: maxAnswerTokens, finished: finished)
+        return plan
+    }
+
+    /// The split and the buckets of every sample, nothing assigned yet: all that a checkpoint is
+    /// matched against (the grid and bucket count), before anyone knows which samples are done.
+    /// Refuses too few samples for the split or for `ranks`, and grid sizes beyond a half.
+    public static func layout(samples: [TokenizedSample], ranks: Int, seed: UInt64, grid requested: [Int]?,
+                              dataPath: String) throws -> (plan: RunPlan, samples: [ShardSample]) {
         guard samples.count >= 2 else { throw PlanError.tooFewForSplit(path: dataPath, samples: samples.count) }
         guard samples.count >= ranks else { throw PlanError.fewerSamplesThanRanks(path: dataPath, samples: samples.count, ranks: ranks) }
         let split = ABSplit(count: samples.count, seed: seed)
@@ -50,12 +60,18 @@ public struct RunPlan: Codable, Sendable, Equatable {
         } else {
             grid = ConvergenceGrid.doubling(halfSize: sizeB)
         }
-        var plan = RunPlan(grid: grid, sizeA: sizeA, sizeB: sizeB, assignment: [], estimatedCost: [])
+        let plan = RunPlan(grid: grid, sizeA: sizeA, sizeB: sizeB, assignment: [], estimatedCost: [])
         let placement = split.placement()
-        let shardSamples = samples.map { s in
+        let bucketed = samples.map { s in
             ShardSample(index: s.index, line: s.line, prompt: s.prompt, answer: s.answer,
                         bucket: plan.bucket(half: placement[s.index].half, position: placement[s.index].rank))
         }
+        return (plan, bucketed)
+    }
+
+    /// Hands the samples not `finished` to `ranks` ranks, balancing their estimated cost.
+    public mutating func assign(_ samples: [ShardSample], ranks: Int, layers: Int, steps: Int, maxAnswerTokens: Int?,
+                                finished: Set<Int>) {
         // Longest processing time first: each sample, costliest first, goes to the rank with the
         // least work so far (ties: lower sample index, lower rank), so the plan is reproducible.
         func cost(_ s: ShardSample) -> Double {
@@ -66,20 +82,19 @@ public struct RunPlan: Codable, Sendable, Equatable {
             return y * Double(layers * (steps + 1)) * (1 + length / 1000) + length
         }
         // Samples that earlier jobs finished (in a checkpoint) keep their bucket but get no rank.
-        let order = shardSamples.indices.filter { !finished.contains($0) }.sorted { i, j in
-            let (ci, cj) = (cost(shardSamples[i]), cost(shardSamples[j]))
+        let order = samples.indices.filter { !finished.contains(samples[$0].index) }.sorted { i, j in
+            let (ci, cj) = (cost(samples[i]), cost(samples[j]))
             return ci != cj ? ci > cj : i < j
         }
         var load = [Double](repeating: 0, count: ranks)
-        var assignment = [[ShardSample]](repeating: [], count: ranks)
+        var assigned = [[ShardSample]](repeating: [], count: ranks)
         for i in order {
             let r = load.indices.min { load[$0] != load[$1] ? load[$0] < load[$1] : $0 < $1 }!
-            load[r] += cost(shardSamples[i])
-            assignment[r].append(shardSamples[i])
+            load[r] += cost(samples[i])
+            assigned[r].append(samples[i])
         }
-        plan.assignment = assignment.map { $0.sorted { $0.index < $1.index } }
-        plan.estimatedCost = load
-        return plan
+        assignment = assigned.map { $0.sorted { $0.index < $1.index } }
+        estimatedCost = load
     }
 }
 

@@ -1,28 +1,11 @@
 // Writing output files so that a crash never leaves a half-written file that looks complete.
 import Foundation
+import Shard
 
-public enum AtomicFile {
-    /// Writes `data` to a temporary name in the same directory, syncs it, then renames it over
-    /// `path` (rename is atomic within one file system).
+extension AtomicFile {
+    /// `AtomicFile.write(_:to:failure:)` (Shard) with an output's error.
     public static func write(_ data: Data, to path: String) throws {
-        let url = URL(fileURLWithPath: path)
-        let tmp = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())")
-        guard FileManager.default.createFile(atPath: tmp.path, contents: nil) else {
-            throw OutputError.cannotWrite(path: path, reason: "cannot create \(tmp.path)")
-        }
-        do {
-            let h = try FileHandle(forWritingTo: tmp)
-            try h.write(contentsOf: data)
-            try h.synchronize()
-            try h.close()
-            if rename(tmp.path, url.path) != 0 {
-                throw OutputError.cannotWrite(path: path, reason: String(cString: strerror(errno)))
-            }
-        } catch {
-            try? FileManager.default.removeItem(at: tmp)
-            if let e = error as? OutputError { throw e }
-            throw OutputError.cannotWrite(path: path, reason: error.localizedDescription)
-        }
+        try write(data, to: path) { OutputError.cannotWrite(path: path, reason: $0) }
     }
 }
 

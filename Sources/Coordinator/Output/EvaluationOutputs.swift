@@ -1,5 +1,6 @@
 // Files of `cnl evaluate` and `cnl erase`: JSON, CSV and the Markdown tables a person reads.
 import Foundation
+import Shard
 
 public enum EvaluationOutputs {
     static func json<T: Encodable>(_ value: T) throws -> Data {

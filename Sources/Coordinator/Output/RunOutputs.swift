@@ -1,5 +1,6 @@
 // The files of a run directory, each written atomically; report.json last, as the mark of a finished run.
 import Foundation
+import Shard
 
 public enum RunOutputs {
     public static let reportName = "report.json"

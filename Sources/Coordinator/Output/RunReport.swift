@@ -111,7 +111,9 @@ public struct RunReport: Codable, Sendable {
     public struct Placement: Codable, Sendable {
         /// One world rank: its group and stage (0 of 1 without stages), its layers, its node
         /// (named by the node's lowest world rank), its busy time and the seconds it waited in
-        /// pipeline receives, and its memory: RSS counts shared pages in full, PSS shares them out.
+        /// pipeline receives, the seconds it took to get its weights (read, or mapped from the
+        /// node's shared copy; the root's own read during planning is in plan_seconds), and its
+        /// memory: RSS counts shared pages in full, PSS shares them out.
         public struct Rank: Codable, Sendable {
             public var rank: Int
             public var group: Int
@@ -120,6 +122,7 @@ public struct RunReport: Codable, Sendable {
             public var node: Int
             public var seconds: Double
             public var waitSeconds: Double
+            public var loadSeconds: Double
             public var idleFraction: Double
             public var weightBytes: Int
             public var sharedWeights: Bool
@@ -127,7 +130,7 @@ public struct RunReport: Codable, Sendable {
             public var rssBytes: Int
             public var pssBytes: Int
             enum CodingKeys: String, CodingKey {
-                case rank, group, stage, layers, node, seconds, waitSeconds = "wait_seconds", idleFraction = "idle_fraction"
+                case rank, group, stage, layers, node, seconds, waitSeconds = "wait_seconds", loadSeconds = "load_seconds", idleFraction = "idle_fraction"
                 case weightBytes = "weight_bytes", sharedWeights = "shared_weights", peakRSSBytes = "peak_rss_bytes", rssBytes = "rss_bytes", pssBytes = "pss_bytes"
             }
         }
@@ -143,13 +146,13 @@ public struct RunReport: Codable, Sendable {
         public var nodes: [Node]
 
         /// From the world gather of [group, stage, first layer, end layer, seconds, wait, peak
-        /// RSS, RSS, PSS, weight bytes, node, shared] per rank.
+        /// RSS, RSS, PSS, weight bytes, node, shared, load seconds] per rank.
         init(gathered v: [Double], stages: Int) {
-            let n = 12
+            let n = 13
             let ranks: [Rank] = (0..<(v.count / n)).map { r in
                 let x = Array(v[(n * r)..<(n * r + n)])
                 return Rank(rank: r, group: Int(x[0]), stage: Int(x[1]), layers: [Int(x[2]), Int(x[3])], node: Int(x[10]), seconds: x[4],
-                            waitSeconds: x[5], idleFraction: x[4] > 0 ? min(1, x[5] / x[4]) : 0, weightBytes: Int(x[9]), sharedWeights: x[11] != 0,
+                            waitSeconds: x[5], loadSeconds: x[12], idleFraction: x[4] > 0 ? min(1, x[5] / x[4]) : 0, weightBytes: Int(x[9]), sharedWeights: x[11] != 0,
                             peakRSSBytes: Int(x[6]), rssBytes: Int(x[7]), pssBytes: Int(x[8]))
             }
             self.ranks = ranks

@@ -1,5 +1,6 @@
 // Writes safetensors files (scores as float64 [L, J], masks as uint8) that numpy/torch users load.
 import Foundation
+import Shard
 
 /// One tensor to write: its little-endian bytes, dtype name and shape (safetensors' format:
 /// an 8-byte header length, a JSON header of name → {dtype, shape, data_offsets}, the data).

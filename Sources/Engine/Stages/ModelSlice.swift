@@ -5,7 +5,19 @@ import Foundation
 public struct StageRequest: Sendable, Equatable, Codable {
     public var index: Int
     public var count: Int
-    public init(index: Int, count: Int) { self.index = index; self.count = count }
+    public var balance: StageBalance
+    public init(index: Int, count: Int, balance: StageBalance = .work) { self.index = index; self.count = count; self.balance = balance }
+}
+
+/// What the stages' layer ranges even out (StagePartition); the scores do not depend on it.
+public enum StageBalance: String, Sendable, Equatable, Codable, CaseIterable {
+    /// The work of Eq. 7's rows (the default): the fastest pipeline, but the first stage holds
+    /// more layers than the others (about L/√2 of them with 2 stages), because few rows cross
+    /// the bottom layers.
+    case work
+    /// The weights each stage holds: the least memory per rank (about 1/P of the model), for a
+    /// model that does not fit otherwise; the top stages then do more of the work.
+    case weights
 }
 
 /// The part of a model one rank holds: a contiguous layer range, plus the embeddings on the
@@ -53,7 +65,7 @@ public struct ModelSlice: Sendable, Equatable, Codable {
     public static func make(_ request: StageRequest?, dimensions d: ModelDimensions, path: String,
                             rowCost: StagePartition.RowCost) throws -> ModelSlice {
         guard let request, request.count > 1 else { return .full(layers: d.layers) }
-        let ranges = try StagePartition.balanced(layers: d.layers, stages: request.count, rowCost: rowCost, path: path)
+        let ranges = try StagePartition.balanced(layers: d.layers, stages: request.count, rowCost: rowCost, balance: request.balance, path: path)
         guard ranges.indices.contains(request.index) else {
             throw StageError.badStage(index: request.index, stages: request.count)
         }
@@ -110,16 +122,24 @@ public enum StagePartition {
         }
     }
 
-    /// Cost of each layer under the rule above (the head added to the last layer).
-    public static func layerCosts(layers: Int, rowCost: RowCost) -> [Double] {
-        (0..<layers).map { k in Double(k + 1) * rowCost.block + (k == layers - 1 ? Double(layers) * rowCost.head : 0) }
+    /// Cost of each layer under the rule above (the head added to the last layer). With
+    /// `.weights`: the parameters a layer brings (FLOPs per row are 2 per parameter, so the
+    /// same units): its block, plus the embedding on the first layer and the head on the last.
+    public static func layerCosts(layers: Int, rowCost: RowCost, balance: StageBalance = .work) -> [Double] {
+        switch balance {
+        case .work:
+            return (0..<layers).map { k in Double(k + 1) * rowCost.block + (k == layers - 1 ? Double(layers) * rowCost.head : 0) }
+        case .weights:
+            return (0..<layers).map { k in rowCost.block + (k == 0 ? rowCost.head : 0) + (k == layers - 1 ? rowCost.head : 0) }
+        }
     }
 
     /// `stages` contiguous, non-empty ranges covering 0..<layers that minimize the largest cost.
-    public static func balanced(layers: Int, stages: Int, rowCost: RowCost, path: String = "model") throws -> [Range<Int>] {
+    public static func balanced(layers: Int, stages: Int, rowCost: RowCost, balance: StageBalance = .work,
+                                path: String = "model") throws -> [Range<Int>] {
         guard layers > 1, stages <= layers else { throw StageError.tooManyStages(path: path, stages: stages, layers: layers) }
         guard stages > 1 else { return [0..<layers] }
-        let cost = layerCosts(layers: layers, rowCost: rowCost)
+        let cost = layerCosts(layers: layers, rowCost: rowCost, balance: balance)
         var prefix = [0.0]
         for c in cost { prefix.append(prefix.last! + c) }
         // best[s][i]: the least largest cost of layers 0..<i in s stages; cut[s][i]: where the last starts.
