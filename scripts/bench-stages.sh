@@ -9,6 +9,7 @@
 #   LIMIT=N        SmolLM2 samples (default 16), config CONFIG (default configs/gsm8k-final.yaml)
 #   LIMIT7B=N      samples on the 7B-shaped model (default 4; tiny config with S = 19: 2 answer tokens)
 #
+# Stage runs named -weights use --stage-balance weights (even weights per rank), the others work.
 # The 7B-shaped model is a random Llama with Llama-2-7B's widths and 4 layers
 # (scripts/oracle/make_llama7b_shaped.py, 2.1 GB of F16, made once under .assets/models/).
 # Prints Markdown tables; runs as root under mpirun --oversubscribe, one BLAS thread per rank.
@@ -76,10 +77,12 @@ for part in "${PARTS[@]}"; do
       run np2-dp 2 1 shared "${args[@]}"
       run np2-dp-private 2 1 private "${args[@]}"
       run np2-stages2 2 2 shared "${args[@]}"
+      run np2-stages2-weights 2 2 shared "${args[@]}" --stage-balance weights
       run np3-stages3 3 3 shared "${args[@]}"
+      run np3-stages3-weights 3 3 shared "${args[@]}" --stage-balance weights
       run np4-dp 4 1 shared "${args[@]}"
       run np4-stages2 4 2 shared "${args[@]}"
-      table "SmolLM2-135M ($CONFIG, $LIMIT samples)" np1 np1 np2-dp np2-dp-private np2-stages2 np3-stages3 np4-dp np4-stages2
+      table "SmolLM2-135M ($CONFIG, $LIMIT samples)" np1 np1 np2-dp np2-dp-private np2-stages2 np2-stages2-weights np3-stages3 np3-stages3-weights np4-dp np4-stages2
       ;;
     7b)
       [ -f "$BIG/model.safetensors" ] || .venv/bin/python scripts/oracle/make_llama7b_shaped.py "$BIG" 4
@@ -87,7 +90,8 @@ for part in "${PARTS[@]}"; do
       run 7b-np1 1 1 own "${args[@]}"
       run 7b-np2-dp 2 1 shared "${args[@]}"
       run 7b-np2-stages2 2 2 shared "${args[@]}"
-      table "Llama-2-7B-shaped, 4 layers, random weights (tiny config, S = 19, $LIMIT7B samples)" 7b-np1 7b-np1 7b-np2-dp 7b-np2-stages2
+      run 7b-np2-stages2-weights 2 2 shared "${args[@]}" --stage-balance weights
+      table "Llama-2-7B-shaped, 4 layers, random weights (tiny config, S = 19, $LIMIT7B samples)" 7b-np1 7b-np1 7b-np2-dp 7b-np2-stages2 7b-np2-stages2-weights
       ;;
     *) echo "unknown part '$part' (smollm2 or 7b)" >&2; exit 2 ;;
   esac
