@@ -189,22 +189,26 @@ final class LocateCommandTests: XCTestCase {
         let dir = try CLI.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
         let out = dir.appendingPathComponent("run")
-        // Kill rank 1 a few seconds into its work (after the model is loaded).
+        // Kill rank 1 in the middle of its work: as soon as its first checkpoint (written after
+        // its first sample, --checkpoint-every 1) appears. S = 19 makes each of its 4 samples
+        // take about a second, so the kill lands before its last one (a fixed delay raced a
+        // run that had become faster than the delay).
         final class Fired: @unchecked Sendable { var pid: pid_t = 0 }
         let fired = Fired()
+        let firstCheckpoint = out.appendingPathComponent("checkpoints/g0-r1.cnlck").path
         let killer = Thread {
             let deadline = Date().addingTimeInterval(120)
             while Date() < deadline {
-                Thread.sleep(forTimeInterval: 0.5)
-                if let pid = Self.processWithEnvironment("OMPI_COMM_WORLD_RANK=1", binary: CLI.binary, argument: out.path) {
-                    Thread.sleep(forTimeInterval: 6)
-                    if kill(pid, SIGKILL) == 0 { fired.pid = pid }
-                    return
-                }
+                Thread.sleep(forTimeInterval: 0.05)
+                guard FileManager.default.fileExists(atPath: firstCheckpoint),
+                      let pid = Self.processWithEnvironment("OMPI_COMM_WORLD_RANK=1", binary: CLI.binary, argument: out.path) else { continue }
+                if kill(pid, SIGKILL) == 0 { fired.pid = pid }
+                return
             }
         }
         killer.start()
-        let r = try CLI.mpirun(2, ["locate", "--config", "configs/tiny.yaml", "--output", out.path], timeout: 300)
+        let r = try CLI.mpirun(2, ["locate", "--config", "configs/tiny.yaml", "--output", out.path, "--steps", "19", "--checkpoint-every", "1"],
+                               timeout: 300)
         XCTAssertNotEqual(fired.pid, 0, "rank 1 was never found and killed")
         XCTAssertNotEqual(r.status, 0, r.stderr)
         XCTAssertNotEqual(r.status, -1, "the job hung after a rank died")
