@@ -52,7 +52,15 @@ public struct RunConfig: Codable, Sendable, Equatable {
         } else {
             sigmas = try c.decodeIfPresent([Double].self, forKey: .sigmas) ?? [6]
         }
-        spread = try c.decodeIfPresent(Spread.self, forKey: .spread) ?? .std
+        /// A key with a fixed set of words: the error lists them.
+        func choice<T: RawRepresentable & CaseIterable>(_ key: CodingKeys, default value: T) throws -> T where T.RawValue == String {
+            guard let raw = try c.decodeIfPresent(String.self, forKey: key) else { return value }
+            guard let v = T(rawValue: raw) else {
+                throw RunConfigError.invalid(key: key.stringValue, detail: "'\(raw)' is not one of \(T.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            return v
+        }
+        spread = try choice(.spread, default: Spread.std)
         steps = try c.decodeIfPresent(Int.self, forKey: .steps) ?? 19
         normalization = try c.decodeIfPresent(AttributionOptions.Normalization.self, forKey: .normalization) ?? .paper
         points = try c.decodeIfPresent(Int.self, forKey: .points)
@@ -61,7 +69,7 @@ public struct RunConfig: Codable, Sendable, Equatable {
         output = try c.decode(String.self, forKey: .output)
         convergenceGrid = try c.decodeIfPresent([Int].self, forKey: .convergenceGrid)
         stages = try c.decodeIfPresent(Int.self, forKey: .stages) ?? 1
-        stageBalance = try c.decodeIfPresent(StageBalance.self, forKey: .stageBalance) ?? .work
+        stageBalance = try choice(.stageBalance, default: StageBalance.work)
         try validate()
     }
 

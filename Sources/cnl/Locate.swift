@@ -57,7 +57,7 @@ struct Locate: ParsableCommand {
     @Option(help: "Rows (m, l, n) per batch, bounds memory; overrides 'row_budget'.")
     var rowBudget: Int?
 
-    @Option(help: "Pipeline stages: the ranks form groups of this many, each rank holding a contiguous range of layers (balanced by row work) and reading only its tensors; it must divide the rank count. The scores do not depend on it. Overrides 'stages' (default 1).")
+    @Option(help: "Pipeline stages: the ranks form groups of this many, stage-major (ranks 0…N/P−1 are stage 0), each rank holding a contiguous range of layers (see --stage-balance) and reading only its tensors; it must divide the rank count. The scores do not depend on it. Overrides 'stages' (default 1).")
     var stages: Int?
 
     @Option(help: "What the stages' layer ranges even out: work (Eq. 7's rows: the fastest pipeline; the first stage holds more layers) or weights (the least memory per rank, about 1/P of the model each). Overrides 'stage_balance' (default work).")
