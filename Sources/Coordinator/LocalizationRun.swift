@@ -120,7 +120,7 @@ public enum LocalizationRun {
         let checkpoints = CheckpointDirectory(run: work.runDirectory)
         var keeper: CheckpointKeeper?
         var stats = ShardStatistics(samples: 0, answerTokens: 0, rows: 0, flops: 0, seconds: 0)
-        var rankStats: [Double] = []
+        var rankRecord: RunReport.Placement.Rank?
         var stageExit: StopSignalExit?
         do {
             let stageRequest = P > 1 ? StageRequest(index: stage, count: P, balance: work.stageBalance) : nil
@@ -158,10 +158,9 @@ public enum LocalizationRun {
                 try attributor.attribute(samples: samples.map { ($0.prompt, $0.answer) }) { _, _ in }
                 stats.seconds = Date().timeIntervalSince(start)
             }
-            let memory = ProcessMemory.current()
-            rankStats = [Double(group), Double(stage), Double(model.slice.layers.lowerBound), Double(model.slice.layers.upperBound),
-                         stats.seconds, link?.waitSeconds ?? 0, Double(memory.peakResidentBytes), Double(memory.residentBytes),
-                         Double(memory.proportionalBytes), Double(model.parameters.count * 4), Double(nodeLeader), nodeWeights == nil ? 0 : 1, loadSeconds]
+            rankRecord = .init(rank: mpi.rank, group: group, stage: stage, layers: model.slice.layers, node: nodeLeader, seconds: stats.seconds,
+                               waitSeconds: link?.waitSeconds ?? 0, loadSeconds: loadSeconds, weightBytes: model.parameters.count * 4,
+                               sharedWeights: nodeWeights != nil)
         } catch {
             FileHandle.standardError.write(Data("cnl: error: rank \(mpi.rank)\(P > 1 ? " (stage \(stage) of group \(group))" : ""): \(error.localizedDescription)\n".utf8))
             mpi.abort(code: 1)
@@ -176,7 +175,7 @@ public enum LocalizationRun {
                                         Double(keeper.storeBytes.raw), Double(keeper.storeBytes.compressed), Double(keeper.writes)])
             keeper.ignoreStopSignals()
         }
-        let perWorldRank = try mpi.gather(rankStats)
+        let perWorldRank = try mpi.gatherBytes(Array(try JSONEncoder().encode(rankRecord)))
         stageExit?.ignore()
         if ProcessInfo.processInfo.environment["CNL_TEST_SIGNAL_AFTER_REDUCTION"] != nil {
             // Test hook: Slurm's warning arriving while the root writes the outputs.
@@ -207,7 +206,7 @@ public enum LocalizationRun {
                 var r = RunReport(state: state, result: result, ranks: mpi.size, blasThreads: threads, timings: timings)
                 r.stages = P
                 if let perWorldRank {
-                    let placement = RunReport.Placement(gathered: perWorldRank, stages: P)
+                    let placement = RunReport.Placement(ranks: try perWorldRank.map { try JSONDecoder().decode(RunReport.Placement.Rank.self, from: Data($0)) })
                     r.placement = placement
                     if P > 1 { r.pipeline = RunReport.Pipeline(placement: placement, stages: P) }
                 }

@@ -64,11 +64,7 @@ public final class MPIContext {
     public func split(color: Int, key: Int) throws -> MPIContext {
         var sub: MPI_Comm? = cnl_mpi_comm_null()
         try check("MPI_Comm_split", MPI_Comm_split(comm, Int32(color), Int32(key), &sub))
-        MPI_Comm_set_errhandler(sub, cnl_mpi_errors_return())
-        var r: Int32 = 0, s: Int32 = 0
-        MPI_Comm_rank(sub, &r)
-        MPI_Comm_size(sub, &s)
-        return MPIContext(communicator: sub, rank: Int(r), size: Int(s))
+        return MPIContext(wrapping: sub)
     }
 
     /// The ranks of this node (those that can share memory: MPI_COMM_TYPE_SHARED), ordered by
@@ -76,11 +72,16 @@ public final class MPIContext {
     public func splitByNode(key: Int) throws -> MPIContext {
         var sub: MPI_Comm? = cnl_mpi_comm_null()
         try check("MPI_Comm_split_type", MPI_Comm_split_type(comm, Int32(cnl_mpi_comm_type_shared()), Int32(key), cnl_mpi_info_null(), &sub))
+        return MPIContext(wrapping: sub)
+    }
+
+    /// A new communicator as a context: errors returned (not fatal), its rank and size.
+    private convenience init(wrapping sub: MPI_Comm?) {
         MPI_Comm_set_errhandler(sub, cnl_mpi_errors_return())
         var r: Int32 = 0, s: Int32 = 0
         MPI_Comm_rank(sub, &r)
         MPI_Comm_size(sub, &s)
-        return MPIContext(communicator: sub, rank: Int(r), size: Int(s))
+        self.init(communicator: sub, rank: Int(r), size: Int(s))
     }
 
     public func barrier() throws { try check("MPI_Barrier", MPI_Barrier(comm)) }

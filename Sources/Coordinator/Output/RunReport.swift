@@ -129,6 +129,16 @@ public struct RunReport: Codable, Sendable {
             public var peakRSSBytes: Int
             public var rssBytes: Int
             public var pssBytes: Int
+            /// What one rank knows of itself, its memory read now; the idle fraction is its waits
+            /// over its busy time.
+            init(rank: Int, group: Int, stage: Int, layers: Range<Int>, node: Int, seconds: Double, waitSeconds: Double, loadSeconds: Double,
+                 weightBytes: Int, sharedWeights: Bool) {
+                self.rank = rank; self.group = group; self.stage = stage; self.layers = [layers.lowerBound, layers.upperBound]
+                self.node = node; self.seconds = seconds; self.waitSeconds = waitSeconds; self.loadSeconds = loadSeconds
+                idleFraction = seconds > 0 ? min(1, waitSeconds / seconds) : 0
+                self.weightBytes = weightBytes; self.sharedWeights = sharedWeights
+                peakRSSBytes = ProcessMemory.peakResident ?? 0; rssBytes = ProcessMemory.resident ?? 0; pssBytes = ProcessMemory.proportional ?? 0
+            }
             enum CodingKeys: String, CodingKey {
                 case rank, group, stage, layers, node, seconds, waitSeconds = "wait_seconds", loadSeconds = "load_seconds", idleFraction = "idle_fraction"
                 case weightBytes = "weight_bytes", sharedWeights = "shared_weights", peakRSSBytes = "peak_rss_bytes", rssBytes = "rss_bytes", pssBytes = "pss_bytes"
@@ -145,16 +155,8 @@ public struct RunReport: Codable, Sendable {
         public var ranks: [Rank]
         public var nodes: [Node]
 
-        /// From the world gather of [group, stage, first layer, end layer, seconds, wait, peak
-        /// RSS, RSS, PSS, weight bytes, node, shared, load seconds] per rank.
-        init(gathered v: [Double], stages: Int) {
-            let n = 13
-            let ranks: [Rank] = (0..<(v.count / n)).map { r in
-                let x = Array(v[(n * r)..<(n * r + n)])
-                return Rank(rank: r, group: Int(x[0]), stage: Int(x[1]), layers: [Int(x[2]), Int(x[3])], node: Int(x[10]), seconds: x[4],
-                            waitSeconds: x[5], loadSeconds: x[12], idleFraction: x[4] > 0 ? min(1, x[5] / x[4]) : 0, weightBytes: Int(x[9]), sharedWeights: x[11] != 0,
-                            peakRSSBytes: Int(x[6]), rssBytes: Int(x[7]), pssBytes: Int(x[8]))
-            }
+        /// From every world rank's own record, in rank order (the world gather).
+        init(ranks: [Rank]) {
             self.ranks = ranks
             nodes = Set(ranks.map(\.node)).sorted().map { node in
                 let on = ranks.filter { $0.node == node }
