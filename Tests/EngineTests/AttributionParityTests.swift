@@ -14,11 +14,13 @@ final class AttributionParityTests: XCTestCase {
         }
     }
 
-    func load(_ name: String) throws -> (TransformerModel, Reference) {
-        let ref = try SafetensorsFile(path: try Fixtures.require("oracle/attribution/\(name)/reference.safetensors"))
-        let modelPath = name.hasPrefix("smollm2")
+    /// `reference`, `modelPath`: where the oracle and the model are (default: the attribution
+    /// oracle's `name` and its random model, or the SmolLM2 GGUF).
+    func load(_ name: String, reference: String? = nil, modelPath: String? = nil) throws -> (TransformerModel, Reference) {
+        let ref = try SafetensorsFile(path: try Fixtures.require(reference ?? "oracle/attribution/\(name)/reference.safetensors"))
+        let modelPath = try modelPath.map { try Fixtures.require($0) } ?? (name.hasPrefix("smollm2")
             ? try Fixtures.require("models/SmolLM2-135M-Instruct.Q4_1.gguf")
-            : URL(fileURLWithPath: try Fixtures.require("oracle/models/\(name)/config.json")).deletingLastPathComponent().path
+            : URL(fileURLWithPath: try Fixtures.require("oracle/models/\(name)/config.json")).deletingLastPathComponent().path)
         let model = try ModelRegistry.load(path: modelPath).model
         return (model, Reference(prompt: try ref.readIntegers("prompt"), answer: try ref.readIntegers("answer"), file: ref))
     }
@@ -30,8 +32,9 @@ final class AttributionParityTests: XCTestCase {
         return Set(s.indices.filter { abs(s[$0] - mean) > sigma * sd })
     }
 
-    func compare(_ name: String, normalization: AttributionOptions.Normalization = .paper, key: String = "scores_paper") throws {
-        let (model, ref) = try load(name)
+    func compare(_ name: String, normalization: AttributionOptions.Normalization = .paper, key: String = "scores_paper",
+                 reference: String? = nil, modelPath: String? = nil) throws {
+        let (model, ref) = try load(name, reference: reference, modelPath: modelPath)
         var options = AttributionOptions()
         options.normalization = normalization
         let attributor = try SampleAttributor(model: model, options: options)
@@ -84,6 +87,17 @@ final class AttributionParityTests: XCTestCase {
         try compare("llama-f32", normalization: .points, key: "scores_points")
         try compare("gptj-f32", normalization: .trapezoid, key: "scores_trapezoid")
     }
+    /// Gemma 3: a random model whose sliding window (8) is shorter than its 14-token sequence,
+    /// and the real Gemma-3-270M on the two GSM8K samples of the SmolLM2 check.
+    func testGemma3MatchesFloat64PyTorch() throws {
+        let dir = URL(fileURLWithPath: try Fixtures.require("oracle/gemma3/random/config.json")).deletingLastPathComponent().path
+        try compare("gemma3-random", reference: "oracle/gemma3/attribution/random/reference.safetensors", modelPath: dir)
+        for i in 0..<2 {
+            try compare("gemma3-\(i)", reference: "oracle/gemma3/attribution/real-\(i)/reference.safetensors",
+                        modelPath: "models/gemma-3-270m-q4_k_m.gguf")
+        }
+    }
+
     func testSmolLM2MatchesFloat64PyTorch() throws {
         try compare("smollm2-0")
         try compare("smollm2-1")

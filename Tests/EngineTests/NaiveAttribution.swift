@@ -37,7 +37,7 @@ enum NaiveAttribution {
         let (T, D, J, V, H, G, E) = (tokens.count, d.width, d.ffnWidth, d.vocabulary, d.heads, d.kvHeads, d.headDim)
         let p = T - 1
         let positions = Array(0..<T)
-        let rot = RotaryRows(model.rotary, positions: positions)
+        let rot = RotaryRows(model, positions: positions)
         var x = [Float](repeating: 0, count: T * D)
         x.withUnsafeMutableBufferPointer { model.embed(tokens, positions: positions, into: $0.baseAddress!) }
         var saved: [Layer] = []

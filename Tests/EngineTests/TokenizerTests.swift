@@ -17,8 +17,8 @@ struct TokenizerFixture {
     let eosTokenID: Int?
     let vocabSize: Int
 
-    static func load(_ name: String, file: StaticString = #filePath, line: UInt = #line) throws -> TokenizerFixture {
-        let path = try Fixtures.require("oracle/tokenizers/\(name).json", file: file, line: line)
+    static func load(_ name: String, directory: String = "oracle/tokenizers", file: StaticString = #filePath, line: UInt = #line) throws -> TokenizerFixture {
+        let path = try Fixtures.require("\(directory)/\(name).json", file: file, line: line)
         let data = try Data(contentsOf: URL(fileURLWithPath: path))
         guard let d = try JSONSerialization.jsonObject(with: data) as? [String: Any],
               let strings = d["strings"] as? [String], let ids = d["ids"] as? [[Int]], let plain = d["ids_plain"] as? [[Int]],
@@ -73,10 +73,11 @@ final class TokenizerTests: XCTestCase {
 
     /// The real strings (edge cases + GSM8K) and the seeded random ones (`<name>-fuzz`).
     @discardableResult
-    func check(_ tok: Tokenizer, _ name: String, label: String, file: StaticString = #filePath, line: UInt = #line) throws -> TokenizerFixture {
-        let fx = try TokenizerFixture.load(name, file: file, line: line)
+    func check(_ tok: Tokenizer, _ name: String, directory: String = "oracle/tokenizers", label: String,
+               file: StaticString = #filePath, line: UInt = #line) throws -> TokenizerFixture {
+        let fx = try TokenizerFixture.load(name, directory: directory, file: file, line: line)
         compare(tok, fx, label: label, file: file, line: line)
-        compare(tok, try TokenizerFixture.load(name + "-fuzz", file: file, line: line), label: label + " fuzz", file: file, line: line)
+        compare(tok, try TokenizerFixture.load(name + "-fuzz", directory: directory, file: file, line: line), label: label + " fuzz", file: file, line: line)
         return fx
     }
 
@@ -100,6 +101,23 @@ final class TokenizerTests: XCTestCase {
         let fx = try check(tok, "smollm2", label: "SmolLM2 (tokenizer.json)")
         XCTAssertEqual(tok.bosTokenID, fx.bosTokenID)
         XCTAssertEqual(tok.eosTokenID, fx.eosTokenID)
+    }
+
+    // MARK: - Gemma 3
+
+    /// Gemma-3-270M's GGUF vocabulary as transformers' GemmaTokenizer rebuilds it (scripts/oracle/
+    /// fixtures_gemma3.py): spaces → "▁" with no prefix, merges in file order, BOS added.
+    func testGemma3FromGGUF() throws {
+        let gguf = try GGUFReader(path: try Fixtures.require("models/gemma-3-270m-q4_k_m.gguf"))
+        let start = Date()
+        let tok = try Tokenizer.load(gguf: gguf)
+        print(String(format: "tokenizer load (Gemma 3 GGUF, 262,144 tokens, merges rebuilt): %.2f s", Date().timeIntervalSince(start)))
+        let fx = try check(tok, "gemma3", directory: "oracle/gemma3/tokenizer", label: "Gemma 3 (GGUF)")
+        XCTAssertEqual(tok.bosTokenID, fx.bosTokenID)
+        XCTAssertEqual(tok.eosTokenID, fx.eosTokenID)
+        // The GSM8K final answer " 18": "▁" then one token per digit, after <bos> only with specials.
+        XCTAssertEqual(tok.encode(" 18", addSpecialTokens: false).compactMap(tok.token), ["\u{2581}", "1", "8"])
+        XCTAssertEqual(tok.encode("x").first, 2)
     }
 
     // MARK: - GPT-2

@@ -152,7 +152,7 @@ public final class SampleAttributor {
         } else {
             try link!.receiveFromPrevious(x.pointer, count: T * D)
         }
-        model.forwardLayers(x.pointer, rows: T, positions: positions, rotaryRows: RotaryRows(model.rotary, positions: positions),
+        model.forwardLayers(x.pointer, rows: T, positions: positions, rotaryRows: RotaryRows(model, positions: positions),
                             cache: cache, tape: BlockTape()) { layer, tape in
             let t = tape.pointers
             for m in 0..<Y {

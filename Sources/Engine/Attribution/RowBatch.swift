@@ -19,6 +19,8 @@ final class RowWorkspace {
     let tapes: [BlockTape]
     let gradients = BlockGradients()
     let enterOmega: [FloatBuffer], enterUp: [FloatBuffer]
+    /// The entering rows' FFN output-norm tape per layer (Gemma 3's post-FFN norm; else unused).
+    let enterOutput: [FloatBuffer]
     let x = FloatBuffer(), hidden = FloatBuffer(), dx = FloatBuffer(), dOmega = FloatBuffer()
     let logits = FloatBuffer(), normed = FloatBuffer(), stats = FloatBuffer()
 
@@ -27,18 +29,26 @@ final class RowWorkspace {
         for t in tapes.dropFirst() { t.shareForwardScratch(with: tapes[0]) }
         enterOmega = (0..<layers).map { _ in FloatBuffer() }
         enterUp = (0..<layers).map { _ in FloatBuffer() }
+        enterOutput = (0..<layers).map { _ in FloatBuffer() }
+    }
+
+    /// Layer k's output-norm tape for `rows` entering rows, if its block has that norm.
+    func outputTape(layer k: Int, block: DecoderBlock, rows: Int, width: Int) -> DecoderBlock.OutputNormTape? {
+        guard block.ffnOutputNorm != nil else { return nil }
+        enterOutput[k].ensure(DecoderBlock.OutputNormTape.floats(rows: rows, width: width))
+        return DecoderBlock.OutputNormTape(base: enterOutput[k].pointer, rows: rows, width: width)
     }
 
     /// Bytes held (the shared forward scratch once).
     var bytes: Int {
         tapes.reduce(0) { $0 + $1.bytes(ownOnly: true) } + tapes[0].bytes() - tapes[0].bytes(ownOnly: true)
             + gradients.bytes
-            + 4 * ([x, hidden, dx, dOmega, logits, normed, stats] + enterOmega + enterUp).reduce(0) { $0 + $1.capacity }
+            + 4 * ([x, hidden, dx, dOmega, logits, normed, stats] + enterOmega + enterUp + enterOutput).reduce(0) { $0 + $1.capacity }
     }
 }
 
 extension BlockGradients {
-    var bytes: Int { 4 * [dHidden, dOmega, dUp, dFFNInput, dResidual, dAttended, dq, dk, dv, dNormed].reduce(0) { $0 + $1.capacity } }
+    var bytes: Int { 4 * [dHidden, dOmega, dUp, dFFNInput, dResidual, dAttended, dq, dk, dv, dNormed, dOutput].reduce(0) { $0 + $1.capacity } }
 }
 
 extension SampleAttributor {
@@ -78,7 +88,7 @@ extension SampleAttributor {
         init(_ plan: SamplePlan, rows range: Range<Int>, model: TransformerModel, cleanPoint: Int?) {
             rows = Array(plan.rows[range])
             positions = rows.map { plan.X - 1 + $0.m }
-            rotaryRows = RotaryRows(model.rotary, positions: positions)
+            rotaryRows = RotaryRows(model, positions: positions)
             let L = model.dimensions.layers
             var active = [Int](repeating: 0, count: L)
             for r in rows { active[r.l] += 1 }
@@ -127,7 +137,7 @@ extension SampleAttributor {
                     if let capUp { (ws.enterUp[k].pointer + i * J).update(from: capUp.pointer + src * J, count: J) }
                 }
                 block.ffnFromOmega(rows: enter, omega: ws.enterOmega[k].pointer, up: capUp == nil ? nil : ws.enterUp[k].pointer,
-                                   hidden: hidden, into: x + prev * D)
+                                   hidden: hidden, outputTape: ws.outputTape(layer: k, block: block, rows: enter, width: D), into: x + prev * D)
                 flops += 2 * 2.0 * Double(enter * J * D)
             }
         }
@@ -192,7 +202,8 @@ extension SampleAttributor {
             let block = model.block(k)
             if enter > 0 {
                 block.omegaGradient(dOut: dx + prev * D, rows: enter, omega: ws.enterOmega[k].pointer,
-                                    up: capUp == nil ? nil : ws.enterUp[k].pointer, scratch: hidden, into: dOmega)
+                                    up: capUp == nil ? nil : ws.enterUp[k].pointer, scratch: hidden,
+                                    outputTape: ws.outputTape(layer: k, block: block, rows: enter, width: D), into: dOmega)
                 if let sink = onRowGradient {
                     gradientLock.lock()
                     for i in 0..<enter {

@@ -92,7 +92,7 @@ extension TransformerModel {
         for tok in tokens where tok < 0 || tok >= d.vocabulary { throw ModelError.tokenOutOfRange(token: tok, vocabulary: d.vocabulary) }
         for c in caches where c.count + 1 > c.capacity { throw ModelError.contextOverflow(needed: c.count + 1, limit: c.capacity) }
         let positions = caches.map(\.count)
-        let rotaryRows = RotaryRows(rotary, positions: positions)
+        let rotaryRows = RotaryRows(self, positions: positions)
         let x = FloatBuffer(count: R * d.width)
         let tape = BlockTape()
         embed(tokens, positions: positions, into: x.pointer)

@@ -27,7 +27,10 @@ public enum Norm {
 /// The pieces of one decoder block. With `postAttentionNorm` the block is sequential (GPT-2,
 /// Llama: the FFN reads norm₂(x + attention)); without it, parallel (GPT-J: attention and FFN
 /// both read norm₁(x) and both add to x). `ffnIn`'s output is ω, the neurons SPEC hooks:
-/// Llama's gate_proj, GPT-2's c_fc, GPT-J's fc_in. `ffnUp` is SwiGLU's unscaled up_proj.
+/// Llama's gate_proj, GPT-2's c_fc, GPT-J's fc_in, Gemma's gate_proj. `ffnUp` is the gated
+/// FFNs' unscaled up_proj. Gemma 3 adds the optional pieces at the end: RMSNorm of each head's
+/// q and k before rotary, and a norm of the attention output and of the FFN output before each
+/// is added to the residual stream (its "sandwich" norms).
 public struct DecoderBlock {
     public let inputNorm: Norm
     public let q, k, v, o: Linear            // q [H·E, D], k/v [G·E, D], o [D, H·E]
@@ -38,6 +41,13 @@ public struct DecoderBlock {
     public let ffnUp: Linear?                // [J, D]
     public let ffnDown: Linear               // [D, J]
     public let activation: Activation
+    public var queryNorm: RMSNorm? = nil     // [E], on each head of q (Gemma 3)
+    public var keyNorm: RMSNorm? = nil       // [E], on each head of k
+    public var attentionOutputNorm: Norm? = nil   // o(attention) → norm → + x
+    public var ffnOutputNorm: Norm? = nil         // down(…) → norm → + r
+    /// Which rotary table of a pass this block reads: Gemma 3's sliding-window layers rotate
+    /// with their own (local) base.
+    public var rotaryTable: RotaryRows.Table = .main
 
     var width: Int { ffnDown.outFeatures }               // D
     var ffnWidth: Int { ffnIn.outFeatures }              // J
@@ -45,19 +55,41 @@ public struct DecoderBlock {
     public var kvWidth: Int { k.outFeatures }            // G·E
 }
 
-/// Cos/sin rows for a list of positions, shared by every block of one pass.
+/// Cos/sin rows for a list of positions, shared by every block of one pass (and a second set
+/// for the blocks that rotate with the local base: Gemma 3's sliding-window layers).
 public struct RotaryRows {
+    public enum Table: Sendable { case main, local }
     public let cos: [Float]     // [R, P/2]
     public let sin: [Float]     // [R, P/2]
     public let half: Int        // P/2
+    let localCos: [Float]       // [R, P/2] (empty without a local rotary)
+    let localSin: [Float]
 
-    public init(_ rotary: RotaryEmbedding?, positions: [Int]) {
+    public init(_ rotary: RotaryEmbedding?, local: RotaryEmbedding? = nil, positions: [Int]) {
         if let rotary {
             (cos, sin) = rotary.table(positions: positions)
             half = rotary.rotaryDim / 2
         } else {
             (cos, sin, half) = ([], [], 0)
         }
+        if let local {
+            precondition(local.rotaryDim / 2 == half, "internal: the local rotary has another width")
+            (localCos, localSin) = local.table(positions: positions)
+        } else {
+            (localCos, localSin) = ([], [])
+        }
+    }
+
+    /// The rows of a model's pass (its main and, if it has one, local rotary).
+    public init(_ model: TransformerModel, positions: [Int]) {
+        self.init(model.rotary, local: model.localRotary, positions: positions)
+    }
+
+    /// Applies `body` to the cos and sin tables of `table`.
+    func with<T>(_ table: Table, _ body: (UnsafePointer<Float>, UnsafePointer<Float>) -> T) -> T {
+        let (c, s) = table == .local ? (localCos, localSin) : (cos, sin)
+        precondition(!c.isEmpty || cos.isEmpty, "internal: a block asks for the local rotary of a pass that has none")
+        return c.withUnsafeBufferPointer { cb in s.withUnsafeBufferPointer { sb in body(cb.baseAddress!, sb.baseAddress!) } }
     }
 }
 
@@ -81,6 +113,15 @@ public final class BlockTape {
     let omega = FloatBuffer()      // [R, J]   ω, before the activation
     let up = FloatBuffer()         // [R, J]   u (SwiGLU)
     private(set) var hidden = FloatBuffer()     // [R, J]   act(ω) ⊙ u
+    // Gemma 3's extra norms (sized only for blocks that have them).
+    let qRaw = FloatBuffer()       // [R, H·E] q before its per-head norm
+    let kRaw = FloatBuffer()       // [R, G·E]
+    let qStats = FloatBuffer()     // [R·H] 1/rms per head
+    let kStats = FloatBuffer()     // [R·G]
+    let attentionOut = FloatBuffer()   // [R, D] o(attention), before its norm
+    let stats3 = FloatBuffer()         // [R, 2]
+    let ffnOut = FloatBuffer()         // [R, D] down(…), before its norm
+    let stats4 = FloatBuffer()         // [R, 2]
 
     public init() {}
 
@@ -97,12 +138,17 @@ public final class BlockTape {
         attended.ensure(r * b.queryWidth); residual.ensure(r * b.width); stats2.ensure(2 * r)
         ffnInput.ensure(r * b.width); omega.ensure(r * b.ffnWidth); hidden.ensure(r * b.ffnWidth)
         if b.ffnUp != nil { up.ensure(r * b.ffnWidth) }
+        if b.queryNorm != nil { qRaw.ensure(r * b.queryWidth); qStats.ensure(r * b.attention.heads) }
+        if b.keyNorm != nil { kRaw.ensure(r * b.kvWidth); kStats.ensure(r * b.attention.kvHeads) }
+        if b.attentionOutputNorm != nil { attentionOut.ensure(r * b.width); stats3.ensure(2 * r) }
+        if b.ffnOutputNorm != nil { ffnOut.ensure(r * b.width); stats4.ensure(2 * r) }
     }
 
     /// Bytes held, for memory reports (`ownOnly`: without the forward scratch, which may be shared).
     public func bytes(ownOnly: Bool = false) -> Int {
         let shared = ownOnly ? [] : [normed, attended, ffnInput, hidden]
-        return 4 * (([xIn, stats1, q, k, v, residual, stats2, omega, up] + shared).reduce(0) { $0 + $1.capacity }
+        let gemma = [qRaw, kRaw, qStats, kStats, attentionOut, stats3, ffnOut, stats4]
+        return 4 * (([xIn, stats1, q, k, v, residual, stats2, omega, up] + gemma + shared).reduce(0) { $0 + $1.capacity }
                     + attention.probabilities.count)
     }
 }
@@ -119,6 +165,7 @@ public final class BlockGradients {
     let dk = FloatBuffer()         // [R, G·E]
     let dv = FloatBuffer()         // [R, G·E]
     let dNormed = FloatBuffer()    // [R, D]
+    let dOutput = FloatBuffer()    // [R, D] gradient before an output norm (Gemma 3)
 
     public init() {}
 
@@ -126,6 +173,7 @@ public final class BlockGradients {
         dHidden.ensure(r * b.ffnWidth); dOmega.ensure(r * b.ffnWidth); dUp.ensure(r * b.ffnWidth)
         dFFNInput.ensure(r * b.width); dResidual.ensure(r * b.width); dAttended.ensure(r * b.queryWidth)
         dq.ensure(r * b.queryWidth); dk.ensure(r * b.kvWidth); dv.ensure(r * b.kvWidth); dNormed.ensure(r * b.width)
+        if b.attentionOutputNorm != nil || b.ffnOutputNorm != nil { dOutput.ensure(r * b.width) }
     }
 }
 
@@ -177,17 +225,27 @@ extension DecoderBlock {
         let t = tape.pointers
         t.xIn.update(from: x, count: R * D)
         inputNorm.forward(x, rows: R, into: t.normed, stats: t.stats1)
-        q.forward(t.normed, rows: R, into: t.q)
-        k.forward(t.normed, rows: R, into: t.k)
+        if let queryNorm {
+            q.forward(t.normed, rows: R, into: t.qRaw)
+            queryNorm.forward(t.qRaw, rows: R * attention.heads, into: t.q, inverseRMS: t.qStats)
+        } else {
+            q.forward(t.normed, rows: R, into: t.q)
+        }
+        if let keyNorm {
+            k.forward(t.normed, rows: R, into: t.kRaw)
+            keyNorm.forward(t.kRaw, rows: R * attention.kvHeads, into: t.k, inverseRMS: t.kStats)
+        } else {
+            k.forward(t.normed, rows: R, into: t.k)
+        }
         v.forward(t.normed, rows: R, into: t.v)
         if let rotary {
-            rotaryRows.cos.withUnsafeBufferPointer { cb in rotaryRows.sin.withUnsafeBufferPointer { sb in
+            rotaryRows.with(rotaryTable) { cb, sb in
                 for r in 0..<R {
-                    let c = cb.baseAddress! + (rotaryOffset + r) * rotaryRows.half, s = sb.baseAddress! + (rotaryOffset + r) * rotaryRows.half
+                    let c = cb + (rotaryOffset + r) * rotaryRows.half, s = sb + (rotaryOffset + r) * rotaryRows.half
                     rotary.apply(t.q + r * QW, heads: attention.heads, cos: c, sin: s)
                     rotary.apply(t.k + r * KW, heads: attention.kvHeads, cos: c, sin: s)
                 }
-            } }
+            }
         }
         return t
     }
@@ -196,9 +254,15 @@ extension DecoderBlock {
     func afterAttention(_ x: UnsafeMutablePointer<Float>, rows R: Int, tape: BlockTape) {
         let t = tape.pointers
         let D = width
-        // r = x + o(attention)
+        // r = x + o(attention), or x + norm(o(attention)) (Gemma 3)
         t.residual.update(from: x, count: R * D)
-        o.forwardAccumulate(t.attended, rows: R, into: t.residual)
+        if let norm = attentionOutputNorm {
+            o.forward(t.attended, rows: R, into: t.attentionOut)
+            norm.forward(t.attentionOut, rows: R, into: t.ffnInput, stats: t.stats3)   // ffnInput: free until norm₂
+            for i in 0..<(R * D) { t.residual[i] += t.ffnInput[i] }
+        } else {
+            o.forwardAccumulate(t.attended, rows: R, into: t.residual)
+        }
         let b: UnsafeMutablePointer<Float>
         if let post = postAttentionNorm {
             post.forward(t.residual, rows: R, into: t.ffnInput, stats: t.stats2)
@@ -210,29 +274,61 @@ extension DecoderBlock {
         ffnUp?.forward(b, rows: R, into: t.up)
         // x ← r + down(act(ω) ⊙ u)
         x.update(from: t.residual, count: R * D)
-        ffnFromOmega(rows: R, omega: t.omega, up: ffnUp == nil ? nil : t.up, hidden: t.hidden, into: x)
+        ffnFromOmega(rows: R, omega: t.omega, up: ffnUp == nil ? nil : t.up, hidden: t.hidden,
+                     outputTape: ffnOutputNorm == nil ? nil : OutputNormTape(input: t.ffnOut, stats: t.stats4, normed: t.ffnInput), into: x)
     }
 
-    /// x [R, D] += down(act(ω) ⊙ u) (+ bias): the FFN after its input projection. Attribution
-    /// rows enter their patched layer here, with ω := α·ω̄ and the clean u.
+    /// Where a block keeps what an output norm's backward reads: the norm's input y [R, D] and
+    /// its stats [R, 2]; `normed` [R, D] is forward scratch.
+    public struct OutputNormTape {
+        public let input, stats, normed: UnsafeMutablePointer<Float>
+        public init(input: UnsafeMutablePointer<Float>, stats: UnsafeMutablePointer<Float>, normed: UnsafeMutablePointer<Float>) {
+            self.input = input; self.stats = stats; self.normed = normed
+        }
+        /// Floats a tape of R rows and width D needs, laid out from `base`.
+        public static func floats(rows: Int, width: Int) -> Int { rows * (2 * width + 2) }
+        public init(base: UnsafeMutablePointer<Float>, rows: Int, width: Int) {
+            self.init(input: base, stats: base + rows * width, normed: base + rows * width + 2 * rows)
+        }
+    }
+
+    /// x [R, D] += down(act(ω) ⊙ u) (+ bias), normalized first when the block has an FFN output
+    /// norm (then `outputTape` must be given, and keeps what `omegaGradient` reads): the FFN
+    /// after its input projection. Attribution rows enter their patched layer here, with
+    /// ω := α·ω̄ and the clean u.
     public func ffnFromOmega(rows R: Int, omega: UnsafePointer<Float>, up: UnsafePointer<Float>?, hidden: UnsafeMutablePointer<Float>,
-                             into x: UnsafeMutablePointer<Float>) {
+                             outputTape: OutputNormTape? = nil, into x: UnsafeMutablePointer<Float>) {
         let n = R * ffnWidth
         if let up {
             activation.gate(omega, up: up, count: n, into: hidden)
         } else {
             activation.forward(omega, count: n, into: hidden)
         }
-        ffnDown.forwardAccumulate(hidden, rows: R, into: x)
+        if let norm = ffnOutputNorm {
+            guard let tape = outputTape else { preconditionFailure("internal: a block with an FFN output norm needs its tape") }
+            ffnDown.forward(hidden, rows: R, into: tape.input)
+            norm.forward(tape.input, rows: R, into: tape.normed, stats: tape.stats)
+            for i in 0..<(R * width) { x[i] += tape.normed[i] }
+        } else {
+            ffnDown.forwardAccumulate(hidden, rows: R, into: x)
+        }
     }
 
     // MARK: - Backward
 
     /// dω [R, J] = ∂/∂ω of (dx · x_out) for rows that entered at this block's FFN with ω and u
     /// (the derivative the attribution integrates; the block's input is not needed).
+    /// With an FFN output norm, `outputTape` is the one `ffnFromOmega` filled (its `normed`
+    /// becomes scratch).
     public func omegaGradient(dOut: UnsafePointer<Float>, rows R: Int, omega: UnsafePointer<Float>, up: UnsafePointer<Float>?,
-                              scratch: UnsafeMutablePointer<Float>, into dOmega: UnsafeMutablePointer<Float>) {
-        ffnDown.backwardInput(dOut, rows: R, into: scratch)       // d(act(ω)⊙u) = dx · W_down
+                              scratch: UnsafeMutablePointer<Float>, outputTape: OutputNormTape? = nil, into dOmega: UnsafeMutablePointer<Float>) {
+        if let norm = ffnOutputNorm {
+            guard let tape = outputTape else { preconditionFailure("internal: a block with an FFN output norm needs its tape") }
+            norm.backward(dOut, x: tape.input, stats: tape.stats, rows: R, into: tape.normed, accumulate: false)
+            ffnDown.backwardInput(tape.normed, rows: R, into: scratch)
+        } else {
+            ffnDown.backwardInput(dOut, rows: R, into: scratch)       // d(act(ω)⊙u) = dx · W_down
+        }
         let n = R * ffnWidth
         if let up {
             activation.gateBackward(scratch, omega: omega, up: up, count: n, dOmega: dOmega, dUp: nil)
@@ -249,8 +345,13 @@ extension DecoderBlock {
         let (D, QW, KW, J) = (width, queryWidth, kvWidth, ffnWidth)
         let t = tape.pointers, g = grads.pointers
         do {
-            // FFN: x_out = r + down(h), h = act(ω) ⊙ u, ω = W_in b, u = W_up b.
-            ffnDown.backwardInput(dx, rows: R, into: g.dHidden)
+            // FFN: x_out = r + down(h) (or r + norm(down(h))), h = act(ω) ⊙ u, ω = W_in b, u = W_up b.
+            if let norm = ffnOutputNorm {
+                norm.backward(dx, x: t.ffnOut, stats: t.stats4, rows: R, into: g.dOutput, accumulate: false)
+                ffnDown.backwardInput(g.dOutput, rows: R, into: g.dHidden)
+            } else {
+                ffnDown.backwardInput(dx, rows: R, into: g.dHidden)
+            }
             if ffnUp != nil {
                 activation.gateBackward(g.dHidden, omega: t.omega, up: t.up, count: R * J, dOmega: g.dOmega, dUp: g.dUp)
             } else {
@@ -263,18 +364,30 @@ extension DecoderBlock {
             if let post = postAttentionNorm {
                 post.backward(g.dFFNInput, x: t.residual, stats: t.stats2, rows: R, into: g.dResidual, accumulate: true)
             }
-            // Attention: r = x + o(attend(q, k, v)).
-            o.backwardInput(g.dResidual, rows: R, into: g.dAttended)
+            // Attention: r = x + o(attend(q, k, v)) (or x + norm(o(…))).
+            if let norm = attentionOutputNorm {
+                norm.backward(g.dResidual, x: t.attentionOut, stats: t.stats3, rows: R, into: g.dOutput, accumulate: false)
+                o.backwardInput(g.dOutput, rows: R, into: g.dAttended)
+            } else {
+                o.backwardInput(g.dResidual, rows: R, into: g.dAttended)
+            }
             attention.backward(dOut: g.dAttended, q: t.q, ownK: t.k, ownV: t.v, rows: R, keys: keys, values: values,
                                tape: tape.attention, dq: g.dq, dk: g.dk, dv: g.dv)
             if let rotary {
-                rotaryRows.cos.withUnsafeBufferPointer { cb in rotaryRows.sin.withUnsafeBufferPointer { sb in
+                rotaryRows.with(rotaryTable) { cb, sb in
                     for r in 0..<R {
-                        let c = cb.baseAddress! + (rotaryOffset + r) * rotaryRows.half, s = sb.baseAddress! + (rotaryOffset + r) * rotaryRows.half
+                        let c = cb + (rotaryOffset + r) * rotaryRows.half, s = sb + (rotaryOffset + r) * rotaryRows.half
                         rotary.apply(g.dq + r * QW, heads: attention.heads, cos: c, sin: s, inverse: true)
                         rotary.apply(g.dk + r * KW, heads: attention.kvHeads, cos: c, sin: s, inverse: true)
                     }
-                } }
+                }
+            }
+            // Per-head q/k norms (Gemma 3), in place: each row's dot is taken before it is written.
+            if let queryNorm {
+                queryNorm.backward(g.dq, x: t.qRaw, inverseRMS: t.qStats, rows: R * attention.heads, into: g.dq, accumulate: false)
+            }
+            if let keyNorm {
+                keyNorm.backward(g.dk, x: t.kRaw, inverseRMS: t.kStats, rows: R * attention.kvHeads, into: g.dk, accumulate: false)
             }
             q.backwardInput(g.dq, rows: R, into: g.dNormed)
             k.backwardInput(g.dk, rows: R, into: g.dNormed, accumulate: true)
@@ -294,17 +407,20 @@ extension DecoderBlock {
 
 struct TapePointers {
     let xIn, stats1, normed, q, k, v, attended, residual, stats2, ffnInput, omega, up, hidden: UnsafeMutablePointer<Float>
+    let qRaw, kRaw, qStats, kStats, attentionOut, stats3, ffnOut, stats4: UnsafeMutablePointer<Float>
 }
 
 struct GradientPointers {
-    let dHidden, dOmega, dUp, dFFNInput, dResidual, dAttended, dq, dk, dv, dNormed: UnsafeMutablePointer<Float>
+    let dHidden, dOmega, dUp, dFFNInput, dResidual, dAttended, dq, dk, dv, dNormed, dOutput: UnsafeMutablePointer<Float>
 }
 
 extension BlockTape {
     var pointers: TapePointers {
         TapePointers(xIn: xIn.pointer, stats1: stats1.pointer, normed: normed.pointer, q: q.pointer, k: k.pointer, v: v.pointer,
                      attended: attended.pointer, residual: residual.pointer, stats2: stats2.pointer, ffnInput: ffnInput.pointer,
-                     omega: omega.pointer, up: up.pointer, hidden: hidden.pointer)
+                     omega: omega.pointer, up: up.pointer, hidden: hidden.pointer,
+                     qRaw: qRaw.pointer, kRaw: kRaw.pointer, qStats: qStats.pointer, kStats: kStats.pointer,
+                     attentionOut: attentionOut.pointer, stats3: stats3.pointer, ffnOut: ffnOut.pointer, stats4: stats4.pointer)
     }
 }
 
@@ -312,7 +428,7 @@ extension BlockGradients {
     var pointers: GradientPointers {
         GradientPointers(dHidden: dHidden.pointer, dOmega: dOmega.pointer, dUp: dUp.pointer, dFFNInput: dFFNInput.pointer,
                          dResidual: dResidual.pointer, dAttended: dAttended.pointer, dq: dq.pointer, dk: dk.pointer,
-                         dv: dv.pointer, dNormed: dNormed.pointer)
+                         dv: dv.pointer, dNormed: dNormed.pointer, dOutput: dOutput.pointer)
     }
 }
 

@@ -26,11 +26,13 @@ public enum ModelRegistry {
         "llama": { try Llama.load(hf: $0, stage: $1, placement: $2) },
         "gpt2": { try GPT2.load(hf: $0, stage: $1, placement: $2) },
         "gptj": { try GPTJ.load(hf: $0, stage: $1, placement: $2) },
+        "gemma3_text": { try Gemma3.load(hf: $0, stage: $1, placement: $2) },
     ]
 
     /// GGUF `general.architecture` → loader.
     static let ggufArchitectures: [String: (GGUFReader, StageRequest?, WeightPlacement) throws -> TransformerModel] = [
         "llama": { try Llama.load(gguf: $0, stage: $1, placement: $2) },
+        "gemma3": { try Gemma3.load(gguf: $0, stage: $1, placement: $2) },
     ]
 
     public static var supportedModelTypes: [String] { hfArchitectures.keys.sorted() }
@@ -60,6 +62,11 @@ public enum ModelRegistry {
         }
         guard let type = head.model_type else {
             throw ModelError.badConfig(path: configPath, key: "model_type", detail: "is missing")
+        }
+        if type == "gemma3" {
+            // Gemma3ForConditionalGeneration: a vision tower and language_model.* names.
+            throw ModelError.unsupported(path: configPath, key: "model_type", value: type,
+                                         supported: "gemma3_text (save the text model alone: Gemma3ForCausalLM)")
         }
         guard let make = hfArchitectures[type] else {
             throw CheckpointError.unsupportedArchitecture(path: configPath, name: type, supported: supportedModelTypes)

@@ -99,7 +99,8 @@ public final class ParameterStore: @unchecked Sendable {
 /// How one canonical parameter is found in a checkpoint: the stored name and a conversion
 /// applied after reading (transposes and permutations that checkpoint formats introduce).
 public struct ParameterSource {
-    public enum Transform { case none, transpose, unpermuteRotaryHalves(heads: Int) }
+    /// `addOne`: Gemma's RMSNorm scales by (1 + w); HF stores w, llama.cpp's GGUF already 1 + w.
+    public enum Transform { case none, transpose, unpermuteRotaryHalves(heads: Int), addOne }
     public var stored: String
     public var transform: Transform
     public init(_ stored: String, _ transform: Transform = .none) { self.stored = stored; self.transform = transform }
@@ -146,6 +147,9 @@ extension ParameterStore {
             switch src.transform {
             case .none:
                 try source.read(src.stored, into: dst)
+            case .addOne:
+                try source.read(src.stored, into: dst)
+                for i in dst.indices { dst[i] += 1 }    // float32, as HF's `1.0 + weight.float()`
             case .transpose:
                 // Conv1D-style [in, out] → [out, in].
                 if scratch.count < spec.count { scratch = [Float](repeating: 0, count: spec.count) }

@@ -20,17 +20,23 @@ public final class TransformerModel {
     /// The blocks of `slice.layers`, in order (all L for a whole model): `block(l)` by layer.
     public let blocks: [DecoderBlock]
     public let rotary: RotaryEmbedding?
+    /// The second rotary of a model whose sliding-window layers use another base (Gemma 3).
+    public let localRotary: RotaryEmbedding?
+    /// The factor on embedding rows (Gemma: √D, rounded to float32 as HF's buffer); nil: 1.
+    let embeddingScale: Float?
     let tokenEmbedding: UnsafeMutablePointer<Float>?      // [V, D] (nil on a stage that needs none)
     let positionEmbedding: UnsafeMutablePointer<Float>?   // [T max, D] (GPT-2)
     private let headParts: (norm: Norm, lmHead: Linear)?
 
     init(modelType: String, dimensions: ModelDimensions, parameters: ParameterStore, tiedEmbeddings: Bool, slice: ModelSlice,
          blocks: [DecoderBlock], rotary: RotaryEmbedding?, tokenEmbedding: UnsafeMutablePointer<Float>?,
-         positionEmbedding: UnsafeMutablePointer<Float>?, finalNorm: Norm?, lmHead: Linear?) {
+         positionEmbedding: UnsafeMutablePointer<Float>?, finalNorm: Norm?, lmHead: Linear?,
+         localRotary: RotaryEmbedding? = nil, embeddingScale: Float? = nil) {
         precondition(blocks.count == slice.layers.count, "internal: \(blocks.count) blocks for layers \(slice.layers)")
         self.modelType = modelType; self.dimensions = dimensions; self.parameters = parameters
         self.tiedEmbeddings = tiedEmbeddings; self.slice = slice; self.blocks = blocks; self.rotary = rotary
         self.tokenEmbedding = tokenEmbedding; self.positionEmbedding = positionEmbedding
+        self.localRotary = localRotary; self.embeddingScale = embeddingScale
         if let finalNorm, let lmHead { headParts = (finalNorm, lmHead) } else { headParts = nil }
     }
 
@@ -64,6 +70,7 @@ public final class TransformerModel {
         for (t, tok) in tokens.enumerated() {
             let row = x + t * d
             row.update(from: tokenEmbedding + tok * d, count: d)
+            if let s = embeddingScale { for i in 0..<d { row[i] *= s } }
             if let pe = positionEmbedding {
                 let p = pe + positions[t] * d
                 for i in 0..<d { row[i] += p[i] }
@@ -88,7 +95,7 @@ public final class TransformerModel {
             throw ModelError.contextOverflow(needed: start + t, limit: cache.capacity)
         }
         let positions = Array(start..<(start + t))
-        let rotaryRows = RotaryRows(rotary, positions: positions)
+        let rotaryRows = RotaryRows(self, positions: positions)
         let x = FloatBuffer(count: t * d.width)
         let tape = BlockTape()
         embed(tokens, positions: positions, into: x.pointer)

@@ -51,10 +51,16 @@ public struct CausalAttention {
     public let kvHeads: Int      // G (query head h reads kv head h / (H/G))
     public let headDim: Int      // E
     public let scale: Float
+    /// A sliding window of W keys (Gemma 3's local layers): the row at position p sees only
+    /// positions p − W + 1 … p, as HF's `kv_idx > q_idx − sliding_window`. nil: every position.
+    public let window: Int?
 
-    public init(heads: Int, kvHeads: Int, headDim: Int, scale: Float) {
-        self.heads = heads; self.kvHeads = kvHeads; self.headDim = headDim; self.scale = scale
+    public init(heads: Int, kvHeads: Int, headDim: Int, scale: Float, window: Int? = nil) {
+        self.heads = heads; self.kvHeads = kvHeads; self.headDim = headDim; self.scale = scale; self.window = window
     }
+
+    /// The first position the row at `p` may see.
+    @inline(__always) func firstVisible(_ p: Int) -> Int { window.map { max(0, p - $0 + 1) } ?? 0 }
 
     /// What backward reads: softmax probabilities, per row and head, over visible[r] + 1 keys.
     public struct Tape {
@@ -109,6 +115,7 @@ public struct CausalAttention {
                         for e in 0..<E { d += qi[e] * ki[e] }
                         let row = s + i * width
                         row[p] = d * scale                       // own key right after the prefix
+                        for j in 0..<firstVisible(p) { row[j] = -.infinity }   // outside the window: probability 0
                         softmaxInPlace(row, count: p + 1)
                         for j in (p + 1)..<width { row[j] = 0 }  // beyond this row's prefix
                     }

@@ -152,6 +152,11 @@ struct SplitPreTokenizer: PreTokenizer {
     let behavior: SplitBehavior
     let invert: Bool
 
+    /// A split on a literal string (Gemma's `Split(" ", MergedWithPrevious)`).
+    init(literal: String, behavior: SplitBehavior, invert: Bool = false) {
+        self.literal = literal; self.scanner = nil; self.behavior = behavior; self.invert = invert
+    }
+
     init(_ json: JSONNode) throws {
         let b = try json.string("behavior")
         guard let behavior = SplitBehavior(rawValue: b) else {

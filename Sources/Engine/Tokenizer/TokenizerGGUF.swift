@@ -6,6 +6,9 @@
 //            and GPT-2's ByteLevel regex for every other name (gpt2, smollm, …).
 //   "llama": SentencePiece BPE with byte fallback: merges recovered from the scores (transformers'
 //            `generate_merges`), Metaspace "▁" prepended to the first piece, BOS added by default.
+//            Gemma (architecture gemma/gemma2/gemma3) is transformers' `GemmaTokenizer` instead:
+//            all-whitespace tokens with a space respelled as "▁"s, merges ranked by file order (not
+//            the scores), spaces → "▁" by a normalizer with no prefix, `<unk>` for unknown pieces.
 import Foundation
 
 extension Tokenizer {
@@ -56,17 +59,29 @@ extension Tokenizer {
             throw TokenizerError.unsupportedType(path: path, key: "tokenizer.ggml.model", value: modelName, supported: supportedGGUFModels)
         }
         let architecture = md["general.architecture"]?.stringValue ?? ""
-        if modelName == "llama", ["gemma", "gemma2", "gemma3", "phi3"].contains(architecture) {
+        if modelName == "llama", architecture == "phi3" {
             throw TokenizerError.unsupportedOption(path: path, key: "general.architecture", value: architecture,
                                                    detail: "transformers rebuilds this SentencePiece vocabulary differently; load its tokenizer.json instead")
         }
+        let gemma = modelName == "llama" && ["gemma", "gemma2", "gemma3"].contains(architecture)
 
         let rawTokens = try strings("tokenizer.ggml.tokens")
         let tokenTypes = try ints("tokenizer.ggml.token_type") ?? []
         let byteLevel = modelName == "gpt2"
 
-        // Vocabulary (a later duplicate wins, as in a Python dict comprehension).
-        let tokens = byteLevel ? rawTokens.map { ByteLevelAlphabet.isInAlphabet($0) ? $0 : ByteLevelAlphabet.encode($0) } : rawTokens
+        // Vocabulary (a later duplicate wins, as in a Python dict comprehension). Gemma files store
+        // a token of spaces as real spaces, which its normalizer never lets BPE see: "▁"s instead.
+        let tokens: [String]
+        if byteLevel {
+            tokens = rawTokens.map { ByteLevelAlphabet.isInAlphabet($0) ? $0 : ByteLevelAlphabet.encode($0) }
+        } else if gemma {
+            tokens = rawTokens.map { t in
+                t.unicodeScalars.contains(" ") && t.unicodeScalars.allSatisfy(\.properties.isWhitespace)
+                    ? String(repeating: "\u{2581}", count: t.unicodeScalars.count) : t
+            }
+        } else {
+            tokens = rawTokens
+        }
         var vocab: [TokenKey: Int] = [:]
         vocab.reserveCapacity(tokens.count)
         for (i, t) in tokens.enumerated() { vocab[TokenKey(t)] = i }
@@ -82,6 +97,9 @@ extension Tokenizer {
             }
         } else if byteLevel {
             throw TokenizerError.missingKey(path: path, key: "tokenizer.ggml.merges")
+        } else if gemma {
+            // Gemma's scores do not follow its merge order; the file order does (best first).
+            merges = generateMerges(tokens: tokens, scores: tokens.indices.map { -Double($0) }, vocab: vocab)
         } else {
             guard let v = md["tokenizer.ggml.scores"], let a = v.arrayValue else {
                 throw TokenizerError.missingKey(path: path, key: "tokenizer.ggml.scores")
@@ -96,7 +114,7 @@ extension Tokenizer {
             merges = generateMerges(tokens: tokens, scores: scores, vocab: vocab)
         }
 
-        let model = try BPEModel(vocab: vocab, merges: merges, unkToken: nil, byteFallback: !byteLevel, fuseUnk: !byteLevel,
+        let model = try BPEModel(vocab: vocab, merges: merges, unkToken: gemma ? "<unk>" : nil, byteFallback: !byteLevel, fuseUnk: !byteLevel,
                                  ignoreMerges: false, path: path, key: "tokenizer.ggml")
 
         // Added tokens: CONTROL (3) as special (byte-level: only if spelled in the alphabet), the
@@ -126,10 +144,18 @@ extension Tokenizer {
         let post = TemplateProcessor(prefix: addBos ? [bos].compactMap { $0 } : [], suffix: addEos ? [eos].compactMap { $0 } : [])
 
         let pre = md["tokenizer.ggml.pre"]?.stringValue ?? "default"
+        var normalizer: Normalizer? = nil
         let preTokenizer: PreTokenizer
         let decoder: TokenDecoder
         let kind: String
-        if byteLevel {
+        if gemma {
+            normalizer = ReplaceNormalizer(literal: " ", content: "\u{2581}")
+            preTokenizer = SplitPreTokenizer(literal: " ", behavior: .mergedWithPrevious)
+            decoder = DecoderSequence(decoders: [
+                ReplaceDecoder(normalizer: ReplaceNormalizer(literal: "\u{2581}", content: " ")), ByteFallbackDecoder(), FuseDecoder(),
+            ])
+            kind = "Gemma SentencePiece BPE with byte fallback (merges in file order)"
+        } else if byteLevel {
             let noRegex = ByteLevelPreTokenizer(addPrefixSpace: false, useRegex: false)
             if llama3PreNames.contains(pre) {
                 preTokenizer = PreTokenizerSequence(stages: [RegexSplit(scanner: Llama3Scanner()), noRegex])
@@ -151,7 +177,7 @@ extension Tokenizer {
             ])
             kind = "SentencePiece BPE with byte fallback (from scores)"
         }
-        return Tokenizer(normalizer: nil, preTokenizer: preTokenizer, model: model, postProcessor: post, decoder: decoder,
+        return Tokenizer(normalizer: normalizer, preTokenizer: preTokenizer, model: model, postProcessor: post, decoder: decoder,
                          added: AddedVocabulary(added), cleanUpSpaces: false, bosTokenID: bos, eosTokenID: eos,
                          kind: kind + (addBos ? ", BOS added" : ", no BOS"), source: path)
     }
