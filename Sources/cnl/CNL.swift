@@ -9,8 +9,8 @@ struct CNL: ParsableCommand {
         commandName: "cnl",
         abstract: "Commonality Neuron Localization: find the FFN neurons that carry a capability.",
         discussion: """
-        Models: a .gguf file (llama architecture) or a Hugging Face directory (config.json + \
-        *.safetensors) of model_type llama, gpt2 or gptj.
+        Models: a .gguf file (llama or gemma3 architecture) or a Hugging Face directory (config.json + \
+        *.safetensors) of model_type llama, gpt2, gptj or gemma3_text.
         """,
         subcommands: [Locate.self, Evaluate.self, Erase.self, Converge.self, Rescore.self, Inspect.self, Tokenize.self, Generate.self, Bench.self]
     )
