@@ -113,6 +113,7 @@ public final class BlockTape {
     let omega = FloatBuffer()      // [R, J]   ω, before the activation
     let up = FloatBuffer()         // [R, J]   u (SwiGLU)
     private(set) var hidden = FloatBuffer()     // [R, J]   act(ω) ⊙ u
+    private(set) var outputNormed = FloatBuffer()   // [R, D] an output norm's result (Gemma 3)
     // Gemma 3's extra norms (sized only for blocks that have them).
     let qRaw = FloatBuffer()       // [R, H·E] q before its per-head norm
     let kRaw = FloatBuffer()       // [R, G·E]
@@ -129,6 +130,7 @@ public final class BlockTape {
     /// filled one after another and read back only by `backward` need one copy.
     public func shareForwardScratch(with other: BlockTape) {
         normed = other.normed; attended = other.attended; ffnInput = other.ffnInput; hidden = other.hidden
+        outputNormed = other.outputNormed
     }
 
     func prepare(rows r: Int, block b: DecoderBlock) {
@@ -141,12 +143,13 @@ public final class BlockTape {
         if b.queryNorm != nil { qRaw.ensure(r * b.queryWidth); qStats.ensure(r * b.attention.heads) }
         if b.keyNorm != nil { kRaw.ensure(r * b.kvWidth); kStats.ensure(r * b.attention.kvHeads) }
         if b.attentionOutputNorm != nil { attentionOut.ensure(r * b.width); stats3.ensure(2 * r) }
+        if b.attentionOutputNorm != nil || b.ffnOutputNorm != nil { outputNormed.ensure(r * b.width) }
         if b.ffnOutputNorm != nil { ffnOut.ensure(r * b.width); stats4.ensure(2 * r) }
     }
 
     /// Bytes held, for memory reports (`ownOnly`: without the forward scratch, which may be shared).
     public func bytes(ownOnly: Bool = false) -> Int {
-        let shared = ownOnly ? [] : [normed, attended, ffnInput, hidden]
+        let shared = ownOnly ? [] : [normed, attended, ffnInput, hidden, outputNormed]
         let gemma = [qRaw, kRaw, qStats, kStats, attentionOut, stats3, ffnOut, stats4]
         return 4 * (([xIn, stats1, q, k, v, residual, stats2, omega, up] + gemma + shared).reduce(0) { $0 + $1.capacity }
                     + attention.probabilities.count)
@@ -258,8 +261,8 @@ extension DecoderBlock {
         t.residual.update(from: x, count: R * D)
         if let norm = attentionOutputNorm {
             o.forward(t.attended, rows: R, into: t.attentionOut)
-            norm.forward(t.attentionOut, rows: R, into: t.ffnInput, stats: t.stats3)   // ffnInput: free until norm₂
-            for i in 0..<(R * D) { t.residual[i] += t.ffnInput[i] }
+            norm.forward(t.attentionOut, rows: R, into: t.outputNormed, stats: t.stats3)
+            for i in 0..<(R * D) { t.residual[i] += t.outputNormed[i] }
         } else {
             o.forwardAccumulate(t.attended, rows: R, into: t.residual)
         }
@@ -275,7 +278,7 @@ extension DecoderBlock {
         // x ← r + down(act(ω) ⊙ u)
         x.update(from: t.residual, count: R * D)
         ffnFromOmega(rows: R, omega: t.omega, up: ffnUp == nil ? nil : t.up, hidden: t.hidden,
-                     outputTape: ffnOutputNorm == nil ? nil : OutputNormTape(input: t.ffnOut, stats: t.stats4, normed: t.ffnInput), into: x)
+                     outputTape: ffnOutputNorm == nil ? nil : OutputNormTape(input: t.ffnOut, stats: t.stats4, normed: t.outputNormed), into: x)
     }
 
     /// Where a block keeps what an output norm's backward reads: the norm's input y [R, D] and
@@ -337,10 +340,22 @@ extension DecoderBlock {
         }
     }
 
+    /// What the FFN's backward knows, for weight gradients of chosen neurons (enhance): dω, du
+    /// [R, J] (du nil without up_proj), the gradient at down_proj's output and the FFN input b
+    /// [R, D], and h = act(ω) ⊙ u [R, J]. Valid only during the call.
+    public struct FFNGradientView {
+        public let dOmega: UnsafePointer<Float>, dUp: UnsafePointer<Float>?
+        public let dDown: UnsafePointer<Float>, input: UnsafePointer<Float>, hidden: UnsafePointer<Float>
+    }
+
     /// dx [R, D] ← ∂/∂x_in of (dx · block(x_in)), in place, from the tape of `forward`.
-    /// Only the rows' own path is differentiated: cached keys/values are constants.
+    /// Only the rows' own path is differentiated: cached keys/values are constants. With
+    /// `wholeSequence` the rows are a whole sequence from position 0 (a training pass) and every
+    /// key and value is one of theirs: the gradient flows through all of them.
+    /// `ffnGradients` sees the FFN's backward (FFNGradientView) before the attention's.
     public func backward(_ dx: UnsafeMutablePointer<Float>, rows R: Int, rotaryRows: RotaryRows, rotaryOffset: Int = 0,
-                         keys: UnsafePointer<Float>, values: UnsafePointer<Float>, tape: BlockTape, grads: BlockGradients) {
+                         keys: UnsafePointer<Float>, values: UnsafePointer<Float>, tape: BlockTape, grads: BlockGradients,
+                         wholeSequence: Bool = false, ffnGradients: ((FFNGradientView) -> Void)? = nil) {
         grads.prepare(rows: R, block: self)
         let (D, QW, KW, J) = (width, queryWidth, kvWidth, ffnWidth)
         let t = tape.pointers, g = grads.pointers
@@ -357,6 +372,10 @@ extension DecoderBlock {
             } else {
                 activation.backward(g.dHidden, x: t.omega, count: R * J, into: g.dOmega)
             }
+            if let ffnGradients {
+                ffnGradients(FFNGradientView(dOmega: g.dOmega, dUp: ffnUp == nil ? nil : g.dUp, dDown: ffnOutputNorm == nil ? dx : g.dOutput,
+                                             input: postAttentionNorm == nil ? t.normed : t.ffnInput, hidden: t.hidden))
+            }
             ffnIn.backwardInput(g.dOmega, rows: R, into: g.dFFNInput)
             if let up = ffnUp { up.backwardInput(g.dUp, rows: R, into: g.dFFNInput, accumulate: true) }
             // dr = dx_out (+ norm₂ backward of db in sequential blocks).
@@ -371,8 +390,13 @@ extension DecoderBlock {
             } else {
                 o.backwardInput(g.dResidual, rows: R, into: g.dAttended)
             }
-            attention.backward(dOut: g.dAttended, q: t.q, ownK: t.k, ownV: t.v, rows: R, keys: keys, values: values,
-                               tape: tape.attention, dq: g.dq, dk: g.dk, dv: g.dv)
+            if wholeSequence {
+                attention.backwardSequence(dOut: g.dAttended, q: t.q, keys: keys, values: values, rows: R, tape: tape.attention,
+                                           dq: g.dq, dk: g.dk, dv: g.dv)
+            } else {
+                attention.backward(dOut: g.dAttended, q: t.q, ownK: t.k, ownV: t.v, rows: R, keys: keys, values: values,
+                                   tape: tape.attention, dq: g.dq, dk: g.dk, dv: g.dv)
+            }
             if let rotary {
                 rotaryRows.with(rotaryTable) { cb, sb in
                     for r in 0..<R {
@@ -407,7 +431,7 @@ extension DecoderBlock {
 
 struct TapePointers {
     let xIn, stats1, normed, q, k, v, attended, residual, stats2, ffnInput, omega, up, hidden: UnsafeMutablePointer<Float>
-    let qRaw, kRaw, qStats, kStats, attentionOut, stats3, ffnOut, stats4: UnsafeMutablePointer<Float>
+    let qRaw, kRaw, qStats, kStats, attentionOut, stats3, ffnOut, stats4, outputNormed: UnsafeMutablePointer<Float>
 }
 
 struct GradientPointers {
@@ -420,7 +444,8 @@ extension BlockTape {
                      attended: attended.pointer, residual: residual.pointer, stats2: stats2.pointer, ffnInput: ffnInput.pointer,
                      omega: omega.pointer, up: up.pointer, hidden: hidden.pointer,
                      qRaw: qRaw.pointer, kRaw: kRaw.pointer, qStats: qStats.pointer, kStats: kStats.pointer,
-                     attentionOut: attentionOut.pointer, stats3: stats3.pointer, ffnOut: ffnOut.pointer, stats4: stats4.pointer)
+                     attentionOut: attentionOut.pointer, stats3: stats3.pointer, ffnOut: ffnOut.pointer, stats4: stats4.pointer,
+                     outputNormed: outputNormed.pointer)
     }
 }
 

@@ -68,6 +68,8 @@ public struct CausalAttention {
         public var offsets: [Int] = []          // start of row r's [H, visible[r] + 1] block
         public var probabilities: [Float] = []
 
+        public init() {}
+
         mutating func prepare(visible v: [Int], heads: Int) {
             visible = v
             offsets = [Int](repeating: 0, count: v.count)
@@ -208,6 +210,54 @@ public struct CausalAttention {
                     }
                 }
                 r0 = r1
+            }
+        }
+    }
+}
+
+extension CausalAttention {
+    /// Backward of a prompt pass over a whole sequence from position 0 (`forward` with visible
+    /// = 0..<T and the rows' keys and values written to the cache first): every position's key and
+    /// value is a variable here, so dk and dv collect the gradient of every later row, not only
+    /// the row's own. `keys`, `values` [T, G·E] are the pass's (the cache's first T rows).
+    /// Per head, with P the [T, T] probabilities (zero above the diagonal and outside a window):
+    ///   dP = dO·Vᵀ,  dS = P ⊙ (dP − rowsum(P ⊙ dP)),  dQ = s·dS·K,  dK += s·dSᵀ·Q,  dV += Pᵀ·dO.
+    /// dq [T, H·E], dk, dv [T, G·E] are overwritten.
+    public func backwardSequence(dOut: UnsafePointer<Float>, q: UnsafePointer<Float>, keys: UnsafePointer<Float>,
+                                 values: UnsafePointer<Float>, rows T: Int, tape: Tape,
+                                 dq: UnsafeMutablePointer<Float>, dk: UnsafeMutablePointer<Float>, dv: UnsafeMutablePointer<Float>) {
+        precondition(tape.visible == Array(0..<T), "internal: backwardSequence needs a pass over positions 0..<\(T)")
+        let (H, G, E) = (heads, kvHeads, headDim)
+        let group = H / G
+        let (ldq, ldkv) = (H * E, G * E)
+        dk.update(repeating: 0, count: T * ldkv)
+        dv.update(repeating: 0, count: T * ldkv)
+        let P = UnsafeMutablePointer<Float>.allocate(capacity: T * T), dS = UnsafeMutablePointer<Float>.allocate(capacity: T * T)
+        defer { P.deallocate(); dS.deallocate() }
+        tape.probabilities.withUnsafeBufferPointer { pb in
+            for h in 0..<H {
+                let g = h / group
+                // P [T, T] from the tape's rows ([H, t + 1] each).
+                P.update(repeating: 0, count: T * T)
+                for t in 0..<T { (P + t * T).update(from: pb.baseAddress! + tape.offsets[t] + h * (t + 1), count: t + 1) }
+                let (doh, qh, kg, vg) = (dOut + h * E, q + h * E, keys + g * E, values + g * E)
+                // dP = dO_h · V_gᵀ  [T, T]
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(T), Int32(T), Int32(E), 1, doh, Int32(ldq), vg, Int32(ldkv),
+                            0, dS, Int32(T))
+                for t in 0..<T {
+                    let pr = P + t * T, dr = dS + t * T
+                    var dot: Float = 0
+                    for s in 0...t { dot += pr[s] * dr[s] }
+                    for s in 0...t { dr[s] = pr[s] * (dr[s] - dot) }
+                    for s in (t + 1)..<T { dr[s] = 0 }
+                }
+                // dQ_h = scale · dS · K_g;  dK_g += scale · dSᵀ · Q_h;  dV_g += Pᵀ · dO_h.
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(T), Int32(E), Int32(T), scale, dS, Int32(T), kg, Int32(ldkv),
+                            0, dq + h * E, Int32(ldq))
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(T), Int32(E), Int32(T), scale, dS, Int32(T), qh, Int32(ldq),
+                            1, dk + g * E, Int32(ldkv))
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(T), Int32(E), Int32(T), 1, P, Int32(T), doh, Int32(ldq),
+                            1, dv + g * E, Int32(ldkv))
             }
         }
     }
