@@ -1,7 +1,7 @@
 """Float64 reference of SPEC's Eq. 7 with HF transformers' own modules, hooks and autograd.
 
 For a sample (prompt x, answer y), answer token m, layer l and n = 0..S, the hooked tensor
-(llama mlp.gate_proj, gpt2 mlp.c_fc, gptj mlp.fc_in output) at position p_m = X + m - 2 is
+(llama and gemma3 mlp.gate_proj, gpt2 mlp.c_fc, gptj mlp.fc_in output) at position p_m = X + m - 2 is
 replaced by alpha * its clean value (alpha = n/S), P = softmax(logits[p_m])[y_m], and autograd
 gives dP/domega there. Rows of all (l, n) for one m run as one batch: each layer's hook scales
 only the rows that patch that layer.
@@ -67,7 +67,7 @@ SMOLLM2_ROWS = [1, 18]     # one-digit answers (2 tokens) with the shortest ques
 
 def hooked_modules(model):
     t = model.config.model_type
-    if t == "llama":
+    if t in ("llama", "gemma3_text"):
         return [layer.mlp.gate_proj for layer in model.model.layers]
     if t == "gpt2":
         return [block.mlp.c_fc for block in model.transformer.h]
@@ -199,7 +199,9 @@ def _central(model, prompt, answer, points, eps):
                 return o
             h = hooked_modules(model)[l].register_forward_hook(fn)
             with torch.no_grad():
-                logits = model(z[:, :p + 1]).logits[0, p]
+                # Only position p is read: a large vocabulary's head over every position would
+                # dominate (Gemma's 262,144 words: ~30 GFLOP per pass in float64).
+                logits = model(z[:, :p + 1], logits_to_keep=1).logits[0, -1]
             h.remove()
             vals.append(torch.softmax(logits, -1)[answer[m]].item())
         out.append((vals[0] - vals[1]) / (2 * eps))

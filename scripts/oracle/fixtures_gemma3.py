@@ -23,6 +23,7 @@ import sys
 sys.path.insert(0, os.path.dirname(__file__))
 import common  # noqa: E402
 import fixtures_attribution as fa  # noqa: E402
+import fixtures_models as fm  # noqa: E402
 import fixtures_tokenizers as ft  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -49,37 +50,6 @@ def gemma_in_float64():
         return plain(self, x)
     modeling_gemma3.Gemma3RMSNorm.forward = forward
 
-    def hooked(model):
-        if model.config.model_type == "gemma3_text":
-            return [layer.mlp.gate_proj for layer in model.model.layers]
-        return plain_hooked(model)
-    plain_hooked = fa.hooked_modules
-    fa.hooked_modules = hooked
-
-    def central(model, prompt, answer, points, eps):
-        # fixtures_attribution's central difference, with logits at the one position read (a
-        # 262,144-word head over every position costs ~30 GFLOP per pass in float64).
-        X = len(prompt)
-        z = torch.tensor([prompt + answer[:-1]])
-        out = []
-        for (m, l, n, j) in points:
-            p = X + m - 1
-            vals = []
-            for sign in (+1, -1):
-                def fn(module, inputs, o, p=p, n=n, j=j, sign=sign):
-                    o = o.clone()
-                    o[:, p, :] = (n / fa.S) * o[:, p, :]
-                    o[:, p, j] += sign * eps
-                    return o
-                h = fa.hooked_modules(model)[l].register_forward_hook(fn)
-                with torch.no_grad():
-                    logits = model(z[:, :p + 1], logits_to_keep=1).logits[0, -1]
-                h.remove()
-                vals.append(torch.softmax(logits, -1)[answer[m]].item())
-            out.append((vals[0] - vals[1]) / (2 * eps))
-        return np.array(out)
-    fa._central = central
-
 
 def tokenizer(tok):
     ft.OUT = os.path.join(OUT, "tokenizer")
@@ -89,28 +59,7 @@ def tokenizer(tok):
 
 
 def real_parity(model, tok):
-    d = os.path.join(OUT, "real")
-    os.makedirs(d, exist_ok=True)
-    prompts, lasts, greedy = [], [], []
-    for r in common.gsm8k_rows(20):
-        ids = tok(r["question"], add_special_tokens=True)["input_ids"]
-        with torch.no_grad():
-            out = model(torch.tensor([ids]), use_cache=True)
-            lasts.append(out.logits[0, -1].float().numpy())
-            past, nxt, gen = out.past_key_values, int(out.logits[0, -1].argmax()), []
-            for _ in range(32):
-                gen.append(nxt)
-                o = model(torch.tensor([[nxt]]), past_key_values=past, use_cache=True)
-                past, nxt = o.past_key_values, int(o.logits[0, -1].argmax())
-        prompts.append(ids)
-        greedy.append(gen)
-    width = max(len(p) for p in prompts)
-    padded = np.full((len(prompts), width), -1, dtype=np.int64)
-    for i, p in enumerate(prompts):
-        padded[i, :len(p)] = p
-    save_file({"prompt_tokens": padded, "last_logits": np.stack(lasts).astype(np.float32),
-               "greedy_tokens": np.array(greedy, dtype=np.int64)}, os.path.join(d, "reference.safetensors"))
-    common.log(f"  gemma3 real: {len(prompts)} prompts (max {width} tokens), 32 greedy tokens each")
+    fm.greedy_parity(model, tok, os.path.join(OUT, "real"), "gemma3 real")
 
 
 def random_model():

@@ -81,20 +81,17 @@ def smollm2_float32():
     return T.AutoModelForCausalLM.from_pretrained(gdir, gguf_file=gname, dtype=torch.float32).eval()
 
 
-def smollm2(model):
-    d = os.path.join(OUT, "smollm2")
+def greedy_parity(model, tok, d, label):
+    """d/reference.safetensors: the first 20 GSM8K questions (tokenized with the model's special
+    tokens), their last-position logits and 32 greedy tokens each with the KV cache, never
+    stopping early (argmax as torch does)."""
     os.makedirs(d, exist_ok=True)
-    gdir, gname = os.path.split(os.path.realpath(common.SMOLLM2))
-    tok = T.AutoTokenizer.from_pretrained(gdir, gguf_file=gname)
-    rows = common.gsm8k_rows(20)
     prompts, lasts, greedy = [], [], []
-    for r in rows:
+    for r in common.gsm8k_rows(20):
         ids = tok(r["question"], add_special_tokens=True)["input_ids"]
-        x = torch.tensor([ids])
         with torch.no_grad():
-            out = model(x, use_cache=True)
+            out = model(torch.tensor([ids]), use_cache=True)
             lasts.append(out.logits[0, -1].float().numpy())
-            # 32 greedy tokens with the KV cache, never stopping early (argmax as torch does).
             past, nxt, gen = out.past_key_values, int(out.logits[0, -1].argmax()), []
             for _ in range(32):
                 gen.append(nxt)
@@ -108,7 +105,13 @@ def smollm2(model):
         padded[i, :len(p)] = p
     save_file({"prompt_tokens": padded, "last_logits": np.stack(lasts).astype(np.float32),
                "greedy_tokens": np.array(greedy, dtype=np.int64)}, os.path.join(d, "reference.safetensors"))
-    common.log(f"  smollm2: {len(prompts)} prompts (max {width} tokens), 32 greedy tokens each")
+    common.log(f"  {label}: {len(prompts)} prompts (max {width} tokens), 32 greedy tokens each")
+
+
+def smollm2(model):
+    gdir, gname = os.path.split(os.path.realpath(common.SMOLLM2))
+    tok = T.AutoTokenizer.from_pretrained(gdir, gguf_file=gname)
+    greedy_parity(model, tok, os.path.join(OUT, "smollm2"), "smollm2")
 
 
 def smollm2_meta(model):
