@@ -163,6 +163,8 @@ public enum LocalizationRun {
                                sharedWeights: nodeWeights != nil)
         } catch {
             FileHandle.standardError.write(Data("cnl: error: rank \(mpi.rank)\(P > 1 ? " (stage \(stage) of group \(group))" : ""): \(error.localizedDescription)\n".utf8))
+            // The abort kills the root too: its lock goes first, so a resubmission finds none.
+            RunDirectoryLock.releaseHeld()
             mpi.abort(code: 1)
         }
         let attributed = Date()
@@ -231,6 +233,8 @@ public enum LocalizationRun {
             }
         }
         let final = try JSONDecoder().decode(OutcomeMessage.self, from: Data(try mpi.broadcast(mpi.rank == 0 ? Array(try JSONEncoder().encode(outcome)) : [])))
+        // The report is written (or failed to be): the directory is free for the next job.
+        rootState?.runLock.release()
         // Every rank is past its last use of the model: the shared window can go.
         try nodeWeights?.free()
         if let e = final.error {
@@ -252,12 +256,43 @@ public enum LocalizationRun {
         var generation: Int
         /// What earlier jobs of this run finished (from the newest checkpoints).
         var inherited: (sums: ScoreAccumulator, finished: [FinishedSample])
+        /// The run directory's lock, held from before planning until the report is written.
+        var runLock: RunDirectoryLock
     }
 
     /// Config, model, data, output directory, split and assignment: everything that can be
     /// wrong with the input is found here, before any rank starts the long part.
     static func plan(_ request: LocateRequest, ranks: Int, placement: WeightPlacement, log: (String) -> Void) throws -> RootState {
         let config = try request.overrides.applied(to: RunConfig.load(path: request.configPath))
+        let runLock = try lockOutput(config.output, log: log)
+        do {
+            return try plan(request, config: config, runLock: runLock, ranks: ranks, placement: placement, log: log)
+        } catch {
+            runLock.release()
+            throw error
+        }
+    }
+
+    /// Takes the run directory's lock before anything in it is read or written: a second job
+    /// into the same directory is refused here, at once, naming the job that holds it.
+    static func lockOutput(_ path: String, log: (String) -> Void) throws -> RunDirectoryLock {
+        var isDir: ObjCBool = false
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isDir), !isDir.boolValue {
+            throw LocalizationError.outputNotDirectory(path: path)
+        }
+        let (mechanism, lease) = try RunDirectoryLock.settings()
+        let lock = try RunDirectoryLock.acquire(directory: path, mechanism: mechanism, lease: lease)
+        if let reason = lock.flockUnsupported {
+            log("cnl locate: flock(2) is not supported for \(lock.path) (\(reason)); using an exclusive lock file with a \(Int(lease)) s lease instead")
+        }
+        if let (previous, reason) = lock.takenOver {
+            log("cnl locate: took over the stale lock \(lock.path) of \(previous?.description ?? "an unnamed holder") (\(reason))")
+        }
+        return lock
+    }
+
+    static func plan(_ request: LocateRequest, config: RunConfig, runLock: RunDirectoryLock, ranks: Int, placement: WeightPlacement,
+                     log: (String) -> Void) throws -> RootState {
         try prepareOutput(config.output, force: request.force)
         guard FileManager.default.fileExists(atPath: config.model) else {
             throw CheckpointError.cannotOpen(path: config.model, reason: "no such file or directory; set 'model' in the config or pass --model")
@@ -309,7 +344,7 @@ public enum LocalizationRun {
         try RunCheckpoint(header: header, sums: inherited.sums).write(to: checkpoints.file(generation: generation, rank: 0))
         checkpoints.removeOlder(than: generation)
         return RootState(config: config, configPath: request.configPath, loaded: loaded, plan: plan, samples: samples,
-                         fingerprints: fingerprints, identity: identity, generation: generation, inherited: inherited)
+                         fingerprints: fingerprints, identity: identity, generation: generation, inherited: inherited, runLock: runLock)
     }
 
     /// What the sums depend on; a checkpoint with other values is refused, naming each one.
