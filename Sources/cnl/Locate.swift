@@ -63,6 +63,9 @@ struct Locate: ParsableCommand {
     @Option(help: "What the stages' layer ranges even out: work (Eq. 7's rows: the fastest pipeline; the first stage holds more layers) or weights (the least memory per rank, about 1/P of the model each). Overrides 'stage_balance' (default work).")
     var stageBalance: String?
 
+    @Option(help: "How samples reach the ranks: static (a cost-balanced plan made before any rank starts) or dynamic (each rank asks the root for its next sample as it finishes one, so a slow rank takes fewer; not with --stages). The scores do not depend on it. Overrides 'assignment' (default static).")
+    var assignment: String?
+
     @Flag(inversion: .prefixedNo, help: "One copy of the weights per node (of each stage's weights with --stages), in an MPI-3 shared-memory window that one rank fills and the node's others read (default: on whenever ranks holding the same weights share a node).")
     var sharedWeights: Bool?
 
@@ -126,6 +129,10 @@ struct Locate: ParsableCommand {
         if let stageBalance {
             guard let b = StageBalance(rawValue: stageBalance) else { throw ValidationError("--stage-balance must be work or weights, got '\(stageBalance)'") }
             o.stageBalance = b
+        }
+        if let assignment {
+            guard let a = SampleAssignment(rawValue: assignment) else { throw ValidationError("--assignment must be static or dynamic, got '\(assignment)'") }
+            o.assignment = a
         }
         if let grid {
             o.convergenceGrid = try grid.split(separator: ",").map { p in
