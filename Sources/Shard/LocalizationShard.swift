@@ -43,6 +43,21 @@ public enum LocalizationShard {
     /// MPI tag of progress messages (a rank's cumulative count of finished samples).
     static let progressTag: Int32 = 7301
 
+    /// Straggler injection for scripts/bench-stragglers.sh: CNL_TEST_SLOW_RANK=r:k makes rank r
+    /// take k times as long per sample (it sleeps k − 1 times each sample's time after it), as
+    /// a slower or busier node would, without taking CPU from the other ranks.
+    static let slowRank: (rank: Int, factor: Double)? = {
+        guard let v = ProcessInfo.processInfo.environment["CNL_TEST_SLOW_RANK"] else { return nil }
+        let parts = v.split(separator: ":")
+        guard parts.count == 2, let r = Int(parts[0]), let k = Double(parts[1]), k >= 1 else { return nil }
+        return (r, k)
+    }()
+
+    static func straggle(rank: Int, sampleStart: Date) {
+        guard let slow = slowRank, slow.rank == rank else { return }
+        usleep(useconds_t(max(0, Date().timeIntervalSince(sampleStart) * (slow.factor - 1)) * 1e6))
+    }
+
     /// Attributes `samples` in order and commits each score to `keeper` (sums, store,
     /// checkpoints). Non-root ranks post their count after every sample; the root folds those
     /// in between its own samples and, once done, waits for everybody's last message, so
@@ -62,10 +77,12 @@ public enum LocalizationShard {
         let start = Date()
         progress?.update(done: 0)
         var current = 0
+        var sampleStart = Date()
         do {
             try attributor.attribute(samples: samples.map { ($0.prompt, $0.answer) }) { i, result in
                 current = i
                 let sample = samples[i]
+                straggle(rank: mpi.rank, sampleStart: sampleStart)
                 try keeper.commit(index: sample.index, bucket: sample.bucket, scores: result.scores)
                 stats.answerTokens += result.answerTokens
                 stats.rows += result.rows
@@ -78,6 +95,7 @@ public enum LocalizationShard {
                 } else {
                     try mpi.postValue(Int64(stats.samples), to: 0, tag: progressTag)
                 }
+                sampleStart = Date()
             }
         } catch let failure as SampleAttributionFailure {
             throw ShardSampleError(sample: samples[failure.index], rank: mpi.rank, underlying: failure.underlying)
@@ -123,8 +141,10 @@ extension LocalizationShard {
                                   progress: ProgressReporter?) throws -> (stats: ShardStatistics, owners: [Int]?) {
         let start = Date()
         func attributeOne(_ sample: ShardSample, into stats: inout ShardStatistics) throws {
+            let sampleStart = Date()
             do {
                 try attributor.attribute(samples: [(sample.prompt, sample.answer)]) { _, result in
+                    straggle(rank: mpi.rank, sampleStart: sampleStart)
                     try keeper.commit(index: sample.index, bucket: sample.bucket, scores: result.scores)
                     stats.answerTokens += result.answerTokens
                     stats.rows += result.rows
