@@ -8,6 +8,8 @@
 #   scripts/virtual-cluster.sh status
 #   scripts/virtual-cluster.sh stop      # daemons, then namespaces and bridge
 #   scripts/virtual-cluster.sh run NODE CMD...   # a command inside node NODE's namespaces (e.g. vn1 sbatch …)
+#   scripts/virtual-cluster.sh kill-node NODE    # node loss: kill -9 of everything on NODE (its slurmd,
+#                                                # slurmstepd, job ranks); `start` brings it back
 #   VC_NODES=4 scripts/virtual-cluster.sh start  # node count (default 3)
 #
 # Slurm commands for this cluster need SLURM_CONF=/etc/slurm-virtual/slurm.conf (ports 6917/6918,
@@ -249,5 +251,11 @@ case "${1:-}" in
     stop) stop ;;
     status) status ;;
     run) shift; node=${1:?usage: $0 run vn<i> CMD...}; shift; in_node "${node#vn}" "$@" ;;
-    *) echo "usage: $0 start|stop|status|run NODE CMD..." >&2; exit 2 ;;
+    kill-node)
+        node=${2:?usage: $0 kill-node vn<i>}; i=${node#vn}
+        holder=$(cat "$(holder_pid_file "$i")")
+        victims=$(ip netns pids "$(netns "$i")" | grep -vx "$holder" || true)
+        [ -n "$victims" ] && kill -9 $victims
+        say "killed $node: $(echo $victims | wc -w) processes (slurmd, steps, ranks)" ;;
+    *) echo "usage: $0 start|stop|status|run NODE CMD...|kill-node NODE" >&2; exit 2 ;;
 esac
