@@ -18,6 +18,11 @@ struct Locate: ParsableCommand {
         on SIGUSR1 or SIGTERM, then exits with status 75; running the same command again resumes \
         (with any rank count), and the final scores are bitwise those of an uninterrupted run.
 
+        One job per run directory: the root locks <output>/.lock (its host, pid and Slurm job inside) from \
+        before planning until the report is written; a second job into the same directory is refused at once, \
+        naming the holder, and a lock whose holder has died is taken over (logged). CNL_RUN_LOCK=file uses an \
+        exclusive lock file with a lease (CNL_RUN_LOCK_LEASE seconds, default 120) on file systems without flock.
+
         Example: mpirun -np 2 .build/release/cnl locate --config configs/gsm8k-final.yaml
         """)
 
