@@ -100,6 +100,14 @@ make_network() {
     fi
     for i in $(seq 1 "$NODES"); do
         local ns; ns=$(netns "$i")
+        # A namespace without its veth (left by an interrupted stop) is made again from scratch,
+        # with a new holder: its slurmd would have no network.
+        if ip netns list | grep -qw "$ns" && ! ip link show "$ns-h" >/dev/null 2>&1; then
+            say "$(node_name "$i"): namespace without its veth: making it again"
+            if alive "$(holder_pid_file "$i")"; then kill "$(cat "$(holder_pid_file "$i")")" 2>/dev/null || true; fi
+            rm -f "$(holder_pid_file "$i")"
+            ip netns del "$ns"
+        fi
         if ! ip netns list | grep -qw "$ns"; then
             ip netns add "$ns"
             ip link add "$ns-h" type veth peer name eth0 netns "$ns"
@@ -133,7 +141,10 @@ make_network() {
 remove_network() {
     for i in $(seq 1 "$NODES"); do
         local f; f=$(holder_pid_file "$i")
-        if alive "$f"; then kill "$(cat "$f")" 2>/dev/null || true; fi
+        if alive "$f"; then
+            kill "$(cat "$f")" 2>/dev/null || true
+            for _ in $(seq 50); do alive "$f" || break; sleep 0.1; done
+        fi
         rm -f "$f"
         local ns; ns=$(netns "$i")
         ip netns list | grep -qw "$ns" && ip netns del "$ns"
