@@ -21,7 +21,7 @@ if [ "${1:-}" = "--slurm" ]; then
     # A real one-node Slurm cluster for the sbatch templates and SlurmTests (started by
     # scripts/slurm-cluster.sh). Debian's slurm-wlm ships mpi/pmix (linked to libpmix2), the
     # only launch that works with Debian's Open MPI: `srun --mpi=list` must show it.
-    apt_install slurm-wlm munge slurm-wlm-basic-plugins libpmix2
+    apt_install slurm-wlm munge slurm-wlm-basic-plugins libpmix2 iproute2   # iproute2: scripts/virtual-cluster.sh (namespaces, veth bridge)
     # srun needs some slurm.conf even to list plugins: probe with a throwaway one.
     probe=$(mktemp -d)
     printf 'ClusterName=probe\nSlurmctldHost=localhost\nNodeName=localhost CPUs=1\nPartitionName=p Nodes=localhost\n' >"$probe/slurm.conf"

@@ -49,6 +49,8 @@ struct PlanMessage: Codable {
         var stages: Int
         var stageBalance: StageBalance
         var sharedWeights: Bool
+        /// Dynamic: `assignment` is one queue that the ranks take samples from as they finish.
+        var dynamic: Bool
     }
     var work: Work?
     var error: String?
@@ -85,7 +87,7 @@ public enum LocalizationRun {
                                      buckets: state.plan.bucketCount, totalSamples: state.plan.assignment.map(\.count).reduce(0, +),
                                      assignment: state.plan.assignment, generation: state.generation, identity: state.identity,
                                      runDirectory: state.config.output, store: request.store, stages: state.config.stages, stageBalance: state.config.stageBalance,
-                                     sharedWeights: request.sharedWeights)
+                                     sharedWeights: request.sharedWeights, dynamic: state.config.assignment == .dynamic)
             } catch {
                 message.error = error.localizedDescription
             }
@@ -121,6 +123,8 @@ public enum LocalizationRun {
         var keeper: CheckpointKeeper?
         var stats = ShardStatistics(samples: 0, answerTokens: 0, rows: 0, flops: 0, seconds: 0)
         var rankRecord: RunReport.Placement.Rank?
+        /// Dynamic assignment, on the root: the rank that attributed each queue entry.
+        var queueOwners: [Int]?
         var stageExit: StopSignalExit?
         do {
             let stageRequest = P > 1 ? StageRequest(index: stage, count: P, balance: work.stageBalance) : nil
@@ -131,7 +135,7 @@ public enum LocalizationRun {
             let loadSeconds = Date().timeIntervalSince(loadStart)
             let scoreCount = model.dimensions.neuronCount
             let link = groupContext.map { MPIStageLink(group: $0) }
-            let samples = work.assignment[group]
+            let samples = work.dynamic ? [] : work.assignment[group]
             if stage == 0 {
                 let store = try work.store.map {
                     try PerSampleStore(directory: (work.runDirectory as NSString).appendingPathComponent(PerSampleIndex.directoryName),
@@ -149,8 +153,13 @@ public enum LocalizationRun {
                 let attributor: SampleStreamAttributor = try link.map { try StageAttributor(model: model, options: work.options, link: $0) }
                     ?? SampleAttributor(model: model, options: work.options, workers: threads)
                 let progress = mpi.rank == 0 ? ProgressReporter(total: work.totalSamples, interval: request.progressInterval) : nil
-                stats = try LocalizationShard.run(mpi: leads, attributor: attributor, samples: samples, keeper: k,
-                                                  totalSamples: work.totalSamples, progress: progress)
+                if work.dynamic {
+                    let queue = work.assignment[0]
+                    (stats, queueOwners) = try LocalizationShard.runDynamic(mpi: leads, attributor: attributor, queue: queue, keeper: k, progress: progress)
+                } else {
+                    stats = try LocalizationShard.run(mpi: leads, attributor: attributor, samples: samples, keeper: k,
+                                                      totalSamples: work.totalSamples, progress: progress)
+                }
             } else {
                 stageExit = StopSignalExit(rank: mpi.rank, stage: stage)
                 let attributor = try StageAttributor(model: model, options: work.options, link: link!)
@@ -163,6 +172,8 @@ public enum LocalizationRun {
                                sharedWeights: nodeWeights != nil)
         } catch {
             FileHandle.standardError.write(Data("cnl: error: rank \(mpi.rank)\(P > 1 ? " (stage \(stage) of group \(group))" : ""): \(error.localizedDescription)\n".utf8))
+            // The abort kills the root too: its lock goes first, so a resubmission finds none.
+            RunDirectoryLock.releaseHeld()
             mpi.abort(code: 1)
         }
         let attributed = Date()
@@ -189,6 +200,16 @@ public enum LocalizationRun {
         var outcome = OutcomeMessage()
         if mpi.rank == 0, let state = rootState, let total, let perRank, let sums = keeper?.sums {
             do {
+                var estimatedCost = state.plan.estimatedCost
+                if let queueOwners {
+                    // Dynamic: each rank's estimate is that of the samples it took.
+                    let d = state.loaded.model.dimensions
+                    estimatedCost = [Double](repeating: 0, count: leads.size)
+                    for (sample, owner) in zip(state.plan.assignment[0], queueOwners) where owner >= 0 {
+                        estimatedCost[owner] += RunPlan.cost(sample, layers: d.layers, steps: state.config.pointsPerLayer - 1,
+                                                             maxAnswerTokens: state.config.maxAnswerTokens)
+                    }
+                }
                 let reduced = ScoreAccumulator(scoreCount: sums.scoreCount, flattened: total)
                 let d = state.loaded.model.dimensions
                 let result = try LocalizationResult(sums: reduced, plan: state.plan, sigmas: state.config.sigmas,
@@ -201,7 +222,7 @@ public enum LocalizationRun {
                     perRank: (0..<leads.size).map { r in
                         let v = Array(perRank[(8 * r)..<(8 * r + 8)])
                         return .init(rank: r, samples: Int(v[0]), answerTokens: Int(v[1]), rows: Int(v[2]), flops: v[3],
-                                     seconds: v[4], estimatedCost: state.plan.estimatedCost[r], checkpointsWritten: Int(v[7]))
+                                     seconds: v[4], estimatedCost: estimatedCost[r], checkpointsWritten: Int(v[7]))
                     })
                 var r = RunReport(state: state, result: result, ranks: mpi.size, blasThreads: threads, timings: timings)
                 r.stages = P
@@ -231,6 +252,8 @@ public enum LocalizationRun {
             }
         }
         let final = try JSONDecoder().decode(OutcomeMessage.self, from: Data(try mpi.broadcast(mpi.rank == 0 ? Array(try JSONEncoder().encode(outcome)) : [])))
+        // The report is written (or failed to be): the directory is free for the next job.
+        rootState?.runLock.release()
         // Every rank is past its last use of the model: the shared window can go.
         try nodeWeights?.free()
         if let e = final.error {
@@ -252,12 +275,43 @@ public enum LocalizationRun {
         var generation: Int
         /// What earlier jobs of this run finished (from the newest checkpoints).
         var inherited: (sums: ScoreAccumulator, finished: [FinishedSample])
+        /// The run directory's lock, held from before planning until the report is written.
+        var runLock: RunDirectoryLock
     }
 
     /// Config, model, data, output directory, split and assignment: everything that can be
     /// wrong with the input is found here, before any rank starts the long part.
     static func plan(_ request: LocateRequest, ranks: Int, placement: WeightPlacement, log: (String) -> Void) throws -> RootState {
         let config = try request.overrides.applied(to: RunConfig.load(path: request.configPath))
+        let runLock = try lockOutput(config.output, log: log)
+        do {
+            return try plan(request, config: config, runLock: runLock, ranks: ranks, placement: placement, log: log)
+        } catch {
+            runLock.release()
+            throw error
+        }
+    }
+
+    /// Takes the run directory's lock before anything in it is read or written: a second job
+    /// into the same directory is refused here, at once, naming the job that holds it.
+    static func lockOutput(_ path: String, log: (String) -> Void) throws -> RunDirectoryLock {
+        var isDir: ObjCBool = false
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isDir), !isDir.boolValue {
+            throw LocalizationError.outputNotDirectory(path: path)
+        }
+        let (mechanism, lease) = try RunDirectoryLock.settings()
+        let lock = try RunDirectoryLock.acquire(directory: path, mechanism: mechanism, lease: lease)
+        if let reason = lock.flockUnsupported {
+            log("cnl locate: flock(2) is not supported for \(lock.path) (\(reason)); using an exclusive lock file with a \(Int(lease)) s lease instead")
+        }
+        if let (previous, reason) = lock.takenOver {
+            log("cnl locate: took over the stale lock \(lock.path) of \(previous?.description ?? "an unnamed holder") (\(reason))")
+        }
+        return lock
+    }
+
+    static func plan(_ request: LocateRequest, config: RunConfig, runLock: RunDirectoryLock, ranks: Int, placement: WeightPlacement,
+                     log: (String) -> Void) throws -> RootState {
         try prepareOutput(config.output, force: request.force)
         guard FileManager.default.fileExists(atPath: config.model) else {
             throw CheckpointError.cannotOpen(path: config.model, reason: "no such file or directory; set 'model' in the config or pass --model")
@@ -291,11 +345,12 @@ public enum LocalizationRun {
         let inherited = (sums: previous?.sums ?? ScoreAccumulator(scoreCount: d.neuronCount, buckets: plan.bucketCount),
                          finished: previous?.finished ?? [])
         plan.assign(bucketed, ranks: groups, layers: d.layers, steps: config.pointsPerLayer - 1, maxAnswerTokens: config.maxAnswerTokens,
-                    finished: Set(inherited.finished.map(\.index)))
+                    finished: Set(inherited.finished.map(\.index)), dynamic: config.assignment == .dynamic)
         log("cnl locate: \(loaded.model.modelType) \(d.layers)×\(d.ffnWidth) neurons from \(config.model)")
         log("cnl locate: \(samples.count) samples of \(config.dataset.path) (a: \(plan.sizeA), b: \(plan.sizeB), seed \(config.seed)); "
             + (config.normalization == .gaussLegendre ? "Gauss–Legendre K = \(config.points ?? 0)" : "S = \(config.steps)") + ", σ = \(config.sigmas.map { String(format: "%g", $0) }.joined(separator: ", ")); "
             + "Appendix E grid \(plan.grid); \(ranks) rank\(ranks == 1 ? "" : "s")"
+            + (config.assignment == .dynamic ? ", dynamic assignment" : "")
             + (config.stages > 1 ? " in \(groups) group\(groups == 1 ? "" : "s") of \(config.stages) stages (stage 0: layers \(loaded.model.slice.layers))" : ""))
         if let previous {
             log("cnl locate: resuming: \(previous.finished.count) of \(samples.count) samples are in the checkpoints of job \(previous.generation); "
@@ -309,7 +364,7 @@ public enum LocalizationRun {
         try RunCheckpoint(header: header, sums: inherited.sums).write(to: checkpoints.file(generation: generation, rank: 0))
         checkpoints.removeOlder(than: generation)
         return RootState(config: config, configPath: request.configPath, loaded: loaded, plan: plan, samples: samples,
-                         fingerprints: fingerprints, identity: identity, generation: generation, inherited: inherited)
+                         fingerprints: fingerprints, identity: identity, generation: generation, inherited: inherited, runLock: runLock)
     }
 
     /// What the sums depend on; a checkpoint with other values is refused, naming each one.

@@ -26,11 +26,14 @@ public struct RunConfig: Codable, Sendable, Equatable {
     public var stages: Int
     /// What the stages' layer ranges even out: row work (default) or weights per rank.
     public var stageBalance: StageBalance
+    /// How samples reach the ranks: a cost-balanced plan made up front (default), or one at a
+    /// time to whichever rank asks first (stragglers take fewer). The scores do not depend on it.
+    public var assignment: SampleAssignment
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case model, dataset, seed, sigmas = "sigma", spread, steps, normalization, points
         case maxAnswerTokens = "max_answer_tokens", rowBudget = "row_budget", output
-        case convergenceGrid = "convergence_grid", stages, stageBalance = "stage_balance"
+        case convergenceGrid = "convergence_grid", stages, stageBalance = "stage_balance", assignment
     }
 
     public var attributionOptions: AttributionOptions {
@@ -70,6 +73,7 @@ public struct RunConfig: Codable, Sendable, Equatable {
         convergenceGrid = try c.decodeIfPresent([Int].self, forKey: .convergenceGrid)
         stages = try c.decodeIfPresent(Int.self, forKey: .stages) ?? 1
         stageBalance = try choice(.stageBalance, default: StageBalance.work)
+        assignment = try choice(.assignment, default: SampleAssignment.static)
         try validate()
     }
 
@@ -81,6 +85,9 @@ public struct RunConfig: Codable, Sendable, Equatable {
         guard steps >= 1 && steps <= 10_000 else { throw bad("steps", "must be between 1 and 10000, got \(steps)") }
         guard rowBudget >= 1 else { throw bad("row_budget", "must be at least 1, got \(rowBudget)") }
         guard stages >= 1 && stages <= 4096 else { throw bad("stages", "must be between 1 and 4096 (the ranks of one pipeline), got \(stages)") }
+        if assignment == .dynamic && stages > 1 {
+            throw bad("assignment", "dynamic assignment does not work with pipeline stages (stages is \(stages)): a group's stages must see the same samples in the same order; use assignment static with stages, or stages 1")
+        }
         if normalization == .gaussLegendre {
             guard let k = points, (1...64).contains(k) else {
                 throw bad("points", "normalization gauss-legendre needs 'points' (K nodes, 1 to 64, e.g. 6), got \(points.map(String.init) ?? "none")")
@@ -193,6 +200,7 @@ public struct RunConfigOverrides: Sendable, Equatable {
     public var convergenceGrid: [Int]?
     public var stages: Int?
     public var stageBalance: StageBalance?
+    public var assignment: SampleAssignment?
 
     public init() {}
 
@@ -214,9 +222,18 @@ public struct RunConfigOverrides: Sendable, Equatable {
         if let convergenceGrid { c.convergenceGrid = convergenceGrid }
         if let stages { c.stages = stages }
         if let stageBalance { c.stageBalance = stageBalance }
+        if let assignment { c.assignment = assignment }
         do { try c.validate() } catch let e as RunConfigError {
             throw RunConfigError.afterOverrides(error: e)
         }
         return c
     }
+}
+
+/// How samples reach the ranks (config key `assignment`, `--assignment`).
+public enum SampleAssignment: String, Sendable, Equatable, Codable, CaseIterable {
+    /// Longest-processing-time-first over estimated costs, made on the root before any rank starts.
+    case `static`
+    /// One queue, costliest first; each rank asks the root for its next sample as it finishes one.
+    case dynamic
 }

@@ -108,6 +108,8 @@ public final class CheckpointKeeper {
                 message += "could not write the checkpoint: \(error.localizedDescription)\n"
             }
             FileHandle.standardError.write(Data(message.utf8))
+            // The root's run-directory lock goes with it, so the requeued job finds none.
+            RunDirectoryLock.releaseHeld()
             _exit(Self.requeueStatus)
         }
         t.start()

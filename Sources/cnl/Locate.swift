@@ -18,6 +18,11 @@ struct Locate: ParsableCommand {
         on SIGUSR1 or SIGTERM, then exits with status 75; running the same command again resumes \
         (with any rank count), and the final scores are bitwise those of an uninterrupted run.
 
+        One job per run directory: the root locks <output>/.lock (its host, pid and Slurm job inside) from \
+        before planning until the report is written; a second job into the same directory is refused at once, \
+        naming the holder, and a lock whose holder has died is taken over (logged). CNL_RUN_LOCK=file uses an \
+        exclusive lock file with a lease (CNL_RUN_LOCK_LEASE seconds, default 120) on file systems without flock.
+
         Example: mpirun -np 2 .build/release/cnl locate --config configs/gsm8k-final.yaml
         """)
 
@@ -62,6 +67,9 @@ struct Locate: ParsableCommand {
 
     @Option(help: "What the stages' layer ranges even out: work (Eq. 7's rows: the fastest pipeline; the first stage holds more layers) or weights (the least memory per rank, about 1/P of the model each). Overrides 'stage_balance' (default work).")
     var stageBalance: String?
+
+    @Option(help: "How samples reach the ranks: static (a cost-balanced plan made before any rank starts) or dynamic (each rank asks the root for its next sample as it finishes one, so a slow rank takes fewer; not with --stages). The scores do not depend on it. Overrides 'assignment' (default static).")
+    var assignment: String?
 
     @Flag(inversion: .prefixedNo, help: "One copy of the weights per node (of each stage's weights with --stages), in an MPI-3 shared-memory window that one rank fills and the node's others read (default: on whenever ranks holding the same weights share a node).")
     var sharedWeights: Bool?
@@ -126,6 +134,10 @@ struct Locate: ParsableCommand {
         if let stageBalance {
             guard let b = StageBalance(rawValue: stageBalance) else { throw ValidationError("--stage-balance must be work or weights, got '\(stageBalance)'") }
             o.stageBalance = b
+        }
+        if let assignment {
+            guard let a = SampleAssignment(rawValue: assignment) else { throw ValidationError("--assignment must be static or dynamic, got '\(assignment)'") }
+            o.assignment = a
         }
         if let grid {
             o.convergenceGrid = try grid.split(separator: ",").map { p in

@@ -40,13 +40,19 @@ enum CLI {
 
     @discardableResult
     static func run(_ args: [String], environment: [String: String] = [:], timeout: TimeInterval = 600) throws -> CLIResult {
-        try launch(binary, args, environment: environment, timeout: timeout)
+        try launch(binary, args, environment: localSecurity.merging(environment) { $1 }, timeout: timeout)
     }
+
+    /// PMIx's security for launches on this machine alone (mpirun, a singleton): `native` (the
+    /// peer's uid over a Unix socket). Its default tries munge first, and once SlurmTests have
+    /// stopped munged its socket stays behind: every Open MPI start then retried it for 2.3 s
+    /// before falling back (seen with strace), which is most of a refused run's time.
+    static let localSecurity = ["PMIX_MCA_psec": ProcessInfo.processInfo.environment["PMIX_MCA_psec"] ?? "native"]
 
     /// `cnl args…` under `mpirun -np n` (as root, oversubscribed, one BLAS thread per rank).
     @discardableResult
     static func mpirun(_ n: Int, _ args: [String], environment: [String: String] = [:], timeout: TimeInterval = 600) throws -> CLIResult {
-        var env = environment
+        var env = localSecurity.merging(environment) { $1 }
         env["OPENBLAS_NUM_THREADS"] = env["OPENBLAS_NUM_THREADS"] ?? "1"
         return try launch("/usr/bin/mpirun", ["--allow-run-as-root", "--oversubscribe", "-np", "\(n)", binary] + args,
                           environment: env, timeout: timeout)

@@ -72,6 +72,23 @@ final class ResumeTests: XCTestCase {
         try assertMatchesReference(out)
     }
 
+    /// Dynamic assignment: SIGUSR1 to every rank (the root's attributing thread and its MPI
+    /// thread included) checkpoints and exits 75; resumed at 3 ranks, still dynamic, the same bytes.
+    func testSignalThenResumeWithDynamicAssignment() throws {
+        let dir = try CLI.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let out = dir.appendingPathComponent("run")
+        let first = try interruptedRun(np: 2, out: out, extra: ["--assignment", "dynamic"]) { pids in for p in pids.values { kill(p, SIGUSR1) } }
+        XCTAssertEqual(first.status, 75, first.stderr)
+        XCTAssertTrue(first.stderr.contains("rank 0: stop signal; checkpointed") && first.stderr.contains("rank 1: stop signal; checkpointed"), first.stderr)
+        let second = try CLI.mpirun(3, ["locate", "--config", "configs/tiny.yaml", "--output", out.path, "--assignment", "dynamic"])
+        XCTAssertEqual(second.status, 0, second.stderr)
+        let resumed = try report(out)["samples_from_checkpoints"] as? Int ?? 0
+        print("dynamic: SIGUSR1 at 2 ranks, resumed at 3 ranks: \(resumed) of 8 samples came from checkpoints")
+        XCTAssertGreaterThan(resumed, 0)
+        try assertMatchesReference(out)
+    }
+
     /// With stages: SIGUSR1 to every rank of np 4 × 2 stages (two groups; each group's first
     /// stage checkpoints, the others leave with 75 too); resumed as np 3 × 3 stages, the same bytes.
     func testSignalThenResumeWithAnotherStageCount() throws {

@@ -150,4 +150,57 @@ final class SlurmTests: XCTestCase {
         let scores = try Data(contentsOf: URL(fileURLWithPath: out + "/scores.safetensors"))
         XCTAssertTrue(scores == reference, "scores.safetensors after requeue differs from the uninterrupted run")
     }
+
+    /// A failing rank under srun (kill -9 of rank 1 of the multi-node template, mid-run): the
+    /// step ends at once (--kill-on-bad-exit=1), the survivor gets SIGTERM and checkpoints
+    /// before KillWait's SIGKILL, the job leaves the queue, and a resubmission resumes from
+    /// that checkpoint and ends in the uninterrupted run's bytes.
+    func testFailingRankEndsTheStepAndTheSurvivorCheckpoints() throws {
+        _ = try CLI.asset("models/SmolLM2-135M-Instruct.Q4_1.gguf")
+        try startCluster()
+        let sbatch = try tool("sbatch")
+        let reference = try ResumeTests.reference.get()
+        let dir = try CLI.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let out = dir.appendingPathComponent("run").path
+        let log = dir.appendingPathComponent("job.log").path
+        let cnl = CLI.repoRoot.appendingPathComponent(".build/release/cnl").path
+        let name = "cnl-test-\(UUID().uuidString.prefix(8))"
+        let submitted = try CLI.launch(sbatch, ["--parsable", "--job-name=\(name)", "--nodes=1", "--ntasks-per-node=2", "--overcommit", "--no-requeue",
+                                                "--time=20", "--output=\(log)", "--export=ALL,CNL_BIN=\(cnl),CNL_EXTRA_ARGS=--progress-every 0.1",
+                                                "slurm/locate-multi-node.sbatch", "configs/tiny.yaml", out], environment: [:], timeout: 120)
+        XCTAssertEqual(submitted.status, 0, submitted.stderr)
+        let id = submitted.stdout.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: ";").first.map(String.init) ?? ""
+        guard submitted.status == 0, !id.isEmpty else { return }
+        var ended = false
+        defer { if !ended { _ = slurm("scancel", [id]) } }
+        // Mid-run: the root's first progress line past 0 (the default --checkpoint-every 10 keeps
+        // every finished sample of this run in memory only, until a signal or the end).
+        var victim: pid_t?
+        let deadline = Date().addingTimeInterval(180)
+        while Date() < deadline, victim == nil {
+            Thread.sleep(forTimeInterval: 0.05)
+            let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+            guard text.contains("progress: 1/") || text.contains("progress: 2/") else { continue }
+            victim = LocateCommandTests.processWithEnvironment("SLURM_PROCID=1", binary: CLI.binary, argument: out)
+        }
+        guard let victim else { return XCTFail("rank 1 never found mid-run; log:\n\((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")") }
+        XCTAssertEqual(kill(victim, SIGKILL), 0)
+        let killed = Date()
+        while Date().timeIntervalSince(killed) < 120, !slurm("squeue", ["-h", "-j", id]).isEmpty { Thread.sleep(forTimeInterval: 0.2) }
+        let seconds = Date().timeIntervalSince(killed)
+        ended = slurm("squeue", ["-h", "-j", id]).isEmpty
+        let jobLog = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+        XCTAssertTrue(ended, "the job still runs 120 s after a rank was killed:\n\(jobLog)")
+        XCTAssertTrue(jobLog.contains("rank 0: stop signal; checkpointed"), "the survivor checkpointed on SIGTERM:\n\(jobLog)")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out + "/report.json"))
+
+        let resumed = try CLI.mpirun(2, ["locate", "--config", "configs/tiny.yaml", "--output", out])
+        XCTAssertEqual(resumed.status, 0, resumed.stderr)
+        let report = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out + "/report.json"))) as! [String: Any]
+        let kept = report["samples_from_checkpoints"] as? Int ?? 0
+        XCTAssertGreaterThan(kept, 0, "the survivor's checkpoint held its finished samples")
+        print("slurm: kill -9 of rank 1 → job gone after \(String(format: "%.1f", seconds)) s; \(kept) of 8 samples kept in checkpoints; resumed to the same bytes")
+        XCTAssertTrue(try Data(contentsOf: URL(fileURLWithPath: out + "/scores.safetensors")) == reference)
+    }
 }

@@ -49,6 +49,8 @@ final class RunConfigTests: XCTestCase {
         let c = try config(base)
         XCTAssertEqual(c.sigmas, [6]); XCTAssertEqual(c.spread, .std); XCTAssertEqual(c.steps, 19)
         XCTAssertEqual(c.normalization, .paper); XCTAssertEqual(c.seed, 0); XCTAssertNil(c.maxAnswerTokens)
+        XCTAssertEqual(c.assignment, .static)
+        XCTAssertEqual(try config(base + "assignment: dynamic\n").assignment, .dynamic)
     }
 
     func testBadConfigs() {
@@ -65,6 +67,8 @@ final class RunConfigTests: XCTestCase {
         expect(base + "spread: mad\n", "config 'spread': 'mad' is not one of std, var")
         expect(base + "stage_balance: layers\n", "config 'stage_balance': 'layers' is not one of work, weights")
         expect(base + "stages: 0\n", "'stages'")
+        expect(base + "assignment: greedy\n", "config 'assignment': 'greedy' is not one of static, dynamic")
+        expect(base + "assignment: dynamic\nstages: 2\n", "config 'assignment': dynamic assignment does not work with pipeline stages (stages is 2)")
         expect(base + "normalization: simpson\n", "normalization")
         expect(base + "row_budget: -5\n", "row_budget")
         expect("dataset: {path: d.jsonl, prompt: \"{q}\", answer: \"{a}\"}\noutput: x\n", "'model' is missing")

@@ -14,9 +14,11 @@ public struct RunPlan: Codable, Sendable, Equatable {
     /// Buckets per half: positions [0, grid[0]), [grid[0], grid[1]), …, [grid.last, half size).
     public var bucketsPerHalf: Int { grid.count + 1 }
     public var bucketCount: Int { 2 * bucketsPerHalf }
-    /// Samples of each rank, in the order it attributes them.
+    /// Static assignment: the samples of each rank, in the order it attributes them. Dynamic
+    /// assignment: one queue, costliest first, that the ranks take samples from as they finish.
     public var assignment: [[ShardSample]]
-    /// Estimated cost (arbitrary units) per rank, for the report.
+    /// Estimated cost (arbitrary units) per rank, for the report (dynamic: known once the run
+    /// has handed the queue out, so empty here).
     public var estimatedCost: [Double]
 
     public var sampleCount: Int { sizeA + sizeB }
@@ -69,22 +71,33 @@ public struct RunPlan: Codable, Sendable, Equatable {
         return (plan, bucketed)
     }
 
-    /// Hands the samples not `finished` to `ranks` ranks, balancing their estimated cost.
+    /// A sample's estimated cost (arbitrary units).
+    public static func cost(_ s: ShardSample, layers: Int, steps: Int, maxAnswerTokens: Int?) -> Double {
+        let y = Double(maxAnswerTokens.map { min($0, s.answer.count) } ?? s.answer.count)
+        let length = Double(s.prompt.count) + y
+        // Rows (m, l, n) dominate; each is a single-token pass whose attention grows with
+        // the prefix; the clean pass costs about one row per position.
+        return y * Double(layers * (steps + 1)) * (1 + length / 1000) + length
+    }
+
+    /// Hands the samples not `finished` to `ranks` ranks, balancing their estimated cost; with
+    /// `dynamic`, lays them out as one queue (costliest first) for the ranks to take from.
     public mutating func assign(_ samples: [ShardSample], ranks: Int, layers: Int, steps: Int, maxAnswerTokens: Int?,
-                                finished: Set<Int>) {
+                                finished: Set<Int>, dynamic: Bool = false) {
         // Longest processing time first: each sample, costliest first, goes to the rank with the
         // least work so far (ties: lower sample index, lower rank), so the plan is reproducible.
-        func cost(_ s: ShardSample) -> Double {
-            let y = Double(maxAnswerTokens.map { min($0, s.answer.count) } ?? s.answer.count)
-            let length = Double(s.prompt.count) + y
-            // Rows (m, l, n) dominate; each is a single-token pass whose attention grows with
-            // the prefix; the clean pass costs about one row per position.
-            return y * Double(layers * (steps + 1)) * (1 + length / 1000) + length
-        }
+        // Dynamic assignment takes the same order: the long samples go out first, and the short
+        // ones at the end even out the ranks' finishing times.
+        func cost(_ s: ShardSample) -> Double { Self.cost(s, layers: layers, steps: steps, maxAnswerTokens: maxAnswerTokens) }
         // Samples that earlier jobs finished (in a checkpoint) keep their bucket but get no rank.
         let order = samples.indices.filter { !finished.contains(samples[$0].index) }.sorted { i, j in
             let (ci, cj) = (cost(samples[i]), cost(samples[j]))
             return ci != cj ? ci > cj : i < j
+        }
+        if dynamic {
+            assignment = [order.map { samples[$0] }]
+            estimatedCost = []
+            return
         }
         var load = [Double](repeating: 0, count: ranks)
         var assigned = [[ShardSample]](repeating: [], count: ranks)
