@@ -6,13 +6,14 @@ import Foundation
 
 /// One layer kind's rotary: `rope_parameters.full_attention` / `.sliding_attention` (transformers
 /// 5), or `rope_theta` / `rope_local_base_freq` + `rope_scaling` on the global layers (4).
-public struct Gemma3RopeParameters: Codable, Sendable, Equatable {
+public struct Gemma3RopeParameters: Decodable, Sendable, Equatable {
     public var fullAttention: RopeScalingConfig?
     public var slidingAttention: RopeScalingConfig?
     enum CodingKeys: String, CodingKey { case fullAttention = "full_attention", slidingAttention = "sliding_attention" }
 }
 
-public struct Gemma3Config: Codable, Sendable, Equatable {
+/// Decodable only: nothing writes a Gemma 3 config back.
+public struct Gemma3Config: Decodable, Sendable, Equatable {
     public var hiddenSize: Int
     public var intermediateSize: Int
     public var numHiddenLayers: Int
@@ -99,57 +100,24 @@ public struct Gemma3Config: Codable, Sendable, Equatable {
         useBidirectionalAttention = try c.decodeIfPresent(Bool.self, forKey: .useBidirectionalAttention) ?? false
     }
 
-    public func encode(to encoder: Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(hiddenSize, forKey: .hiddenSize); try c.encode(intermediateSize, forKey: .intermediateSize)
-        try c.encode(numHiddenLayers, forKey: .numHiddenLayers); try c.encode(numAttentionHeads, forKey: .numAttentionHeads)
-        try c.encode(numKeyValueHeads, forKey: .numKeyValueHeads); try c.encode(headDim, forKey: .headDim)
-        try c.encode(hiddenActivation, forKey: .hiddenActivation); try c.encode(maxPositionEmbeddings, forKey: .maxPositionEmbeddings)
-        try c.encode(rmsNormEps, forKey: .rmsNormEps); try c.encode(ropeTheta, forKey: .ropeTheta)
-        try c.encodeIfPresent(ropeScaling, forKey: .ropeScaling); try c.encode(ropeLocalBaseFreq, forKey: .ropeLocalBaseFreq)
-        try c.encode(queryPreAttnScalar, forKey: .queryPreAttnScalar); try c.encode(slidingWindow, forKey: .slidingWindow)
-        try c.encode(layerTypes, forKey: .layerTypes); try c.encode(vocabSize, forKey: .vocabSize)
-        try c.encode(tieWordEmbeddings, forKey: .tieWordEmbeddings); try c.encode(attentionBias, forKey: .attentionBias)
-        try c.encodeIfPresent(finalLogitSoftcapping, forKey: .finalLogitSoftcapping)
-        try c.encodeIfPresent(attnLogitSoftcapping, forKey: .attnLogitSoftcapping)
-        try c.encode(useBidirectionalAttention, forKey: .useBidirectionalAttention)
-    }
-
     /// From GGUF metadata (`gemma3.*` keys as llama.cpp's converter writes them). The file does
     /// not say everything: as llama.cpp, the local rotary base is 10,000, every sixth layer is
     /// global, and queries are scaled by 1/√(head dim) (= HF's query_pre_attn_scalar 256 for
     /// every size but 27B, which llama.cpp special-cases).
     public init(gguf: GGUFReader) throws {
+        let shape = try GGUFDecoderShape(gguf)
         let a = try gguf.string("general.architecture")
-        func key(_ k: String) -> String { "\(a).\(k)" }
-        hiddenSize = try gguf.int(key("embedding_length"))
-        intermediateSize = try gguf.int(key("feed_forward_length"))
-        numHiddenLayers = try gguf.int(key("block_count"))
-        numAttentionHeads = try gguf.int(key("attention.head_count"))
-        numKeyValueHeads = (try? gguf.int(key("attention.head_count_kv"))) ?? numAttentionHeads
-        headDim = (try? gguf.int(key("attention.key_length"))) ?? 256
+        hiddenSize = shape.width; intermediateSize = shape.ffnWidth; numHiddenLayers = shape.layers
+        numAttentionHeads = shape.heads; numKeyValueHeads = shape.kvHeads; headDim = shape.headDim ?? 256
         hiddenActivation = "gelu_pytorch_tanh"
-        maxPositionEmbeddings = try gguf.int(key("context_length"))
-        rmsNormEps = try gguf.double(key("attention.layer_norm_rms_epsilon"))
-        ropeTheta = (try? gguf.double(key("rope.freq_base"))) ?? 1_000_000
-        if let kind = gguf.metadata[key("rope.scaling.type")]?.stringValue, kind != "none" {
-            ropeScaling = RopeScalingConfig(ropeType: kind, factor: gguf.metadata[key("rope.scaling.factor")]?.doubleValue)
-        } else {
-            ropeScaling = nil
-        }
+        maxPositionEmbeddings = shape.contextLength; rmsNormEps = shape.rmsNormEps
+        ropeTheta = shape.ropeBase ?? 1_000_000; ropeScaling = shape.ropeScaling
         ropeLocalBaseFreq = 10_000
         queryPreAttnScalar = Double(headDim)
-        slidingWindow = try gguf.int(key("attention.sliding_window"))
-        let pattern = gguf.metadata[key("attention.sliding_window_pattern")]?.intValue ?? 6
+        slidingWindow = try gguf.int("\(a).attention.sliding_window")
+        let pattern = gguf.metadata["\(a).attention.sliding_window_pattern"]?.intValue ?? 6
         layerTypes = Self.defaultLayerTypes(layers: numHiddenLayers, pattern: pattern)
-        if let v = try? gguf.int(key("vocab_size")) {
-            vocabSize = v
-        } else if let e = gguf.tensors["token_embd.weight"] {
-            vocabSize = e.shape[0]
-        } else {
-            throw CheckpointError.missingMetadata(path: gguf.path, key: key("vocab_size"))
-        }
-        tieWordEmbeddings = gguf.tensors["output.weight"] == nil
+        vocabSize = shape.vocabulary; tieWordEmbeddings = shape.tiedEmbeddings
         attentionBias = false
         finalLogitSoftcapping = nil
         attnLogitSoftcapping = nil

@@ -144,32 +144,12 @@ public struct LlamaConfig: Codable, Sendable, Equatable {
 
     /// From GGUF metadata (`llama.*` keys, as llama.cpp's converter writes them).
     public init(gguf: GGUFReader) throws {
-        let a = try gguf.string("general.architecture")
-        func key(_ k: String) -> String { "\(a).\(k)" }
-        hiddenSize = try gguf.int(key("embedding_length"))
-        intermediateSize = try gguf.int(key("feed_forward_length"))
-        numHiddenLayers = try gguf.int(key("block_count"))
-        numAttentionHeads = try gguf.int(key("attention.head_count"))
-        numKeyValueHeads = (try? gguf.int(key("attention.head_count_kv"))) ?? numAttentionHeads
-        headDim = (try? gguf.int(key("attention.key_length"))) ?? hiddenSize / max(numAttentionHeads, 1)
-        rmsNormEps = try gguf.double(key("attention.layer_norm_rms_epsilon"))
-        ropeTheta = (try? gguf.double(key("rope.freq_base"))) ?? 10000
-        maxPositionEmbeddings = try gguf.int(key("context_length"))
-        if let v = try? gguf.int(key("vocab_size")) {
-            vocabSize = v
-        } else if let e = gguf.tensors["token_embd.weight"] {
-            vocabSize = e.shape[0]
-        } else {
-            throw CheckpointError.missingMetadata(path: gguf.path, key: key("vocab_size"))
-        }
-        if let kind = gguf.metadata[key("rope.scaling.type")]?.stringValue, kind != "none" {
-            let factor = gguf.metadata[key("rope.scaling.factor")]?.doubleValue
-            let original = gguf.metadata[key("rope.scaling.original_context_length")]?.intValue
-            ropeScaling = RopeScalingConfig(ropeType: kind == "yarn" ? "yarn" : kind, factor: factor, originalMaxPositionEmbeddings: original)
-        } else {
-            ropeScaling = nil
-        }
-        tieWordEmbeddings = gguf.tensors["output.weight"] == nil
+        let shape = try GGUFDecoderShape(gguf)
+        hiddenSize = shape.width; intermediateSize = shape.ffnWidth; numHiddenLayers = shape.layers
+        numAttentionHeads = shape.heads; numKeyValueHeads = shape.kvHeads
+        headDim = shape.headDim ?? hiddenSize / max(numAttentionHeads, 1)
+        rmsNormEps = shape.rmsNormEps; ropeTheta = shape.ropeBase ?? 10000; ropeScaling = shape.ropeScaling
+        maxPositionEmbeddings = shape.contextLength; vocabSize = shape.vocabulary; tieWordEmbeddings = shape.tiedEmbeddings
         attentionBias = gguf.tensors["blk.0.attn_q.bias"] != nil
         mlpBias = gguf.tensors["blk.0.ffn_gate.bias"] != nil
         hiddenAct = "silu"
