@@ -90,7 +90,7 @@ def profile(run, sigma=6):
 
 
 def svg(runs, path):
-    W, H, left, right, top, bottom = 640, 380, 60, 170, 40, 50
+    W, H, left, right, top, bottom = 700, 380, 60, 210, 40, 50
     pw, ph = W - left - right, H - top - bottom
     models = sorted({r["model"] for r in runs})
     series = []
@@ -131,12 +131,14 @@ def svg(runs, path):
                    f'stroke-opacity="{opacity}"{dash}/>')
     ly = top + 6
     for m in models:
-        sets = ", ".join(SET_NAMES[r["set"]] for r in runs if r["model"] == m)
+        names = [SET_NAMES[r["set"]] for r in runs if r["model"] == m]
+        lines = [", ".join(names[i:i + 3]) for i in range(0, len(names), 3)]
         out.append(f'<line x1="{left + pw + 12}" y1="{ly}" x2="{left + pw + 36}" y2="{ly}" stroke="{COLORS.get(m, "black")}" stroke-width="3"/>')
         out.append(f'<text x="{left + pw + 40}" y="{ly + 4}">{MODEL_NAMES.get(m, m)}</text>')
-        out.append(f'<text x="{left + pw + 40}" y="{ly + 18}" font-size="10">pooled; dashed: each set</text>')
-        out.append(f'<text x="{left + pw + 40}" y="{ly + 30}" font-size="10">({sets})</text>')
-        ly += 52
+        out.append(f'<text x="{left + pw + 40}" y="{ly + 18}" font-size="10">pooled; dashed: each set of</text>')
+        for k, line in enumerate(lines):
+            out.append(f'<text x="{left + pw + 40}" y="{ly + 30 + 12 * k}" font-size="10">{line}</text>')
+        ly += 44 + 12 * len(lines)
     out.append("</svg>")
     tmp = path + ".partial"
     with open(tmp, "w") as f:
