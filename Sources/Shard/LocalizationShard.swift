@@ -27,6 +27,14 @@ public struct ShardStatistics: Codable, Sendable, Equatable {
     public init(samples: Int = 0, answerTokens: Int = 0, rows: Int = 0, flops: Double = 0, seconds: Double = 0) {
         self.samples = samples; self.answerTokens = answerTokens; self.rows = rows; self.flops = flops; self.seconds = seconds
     }
+
+    /// Counts one attributed sample.
+    mutating func record(_ result: SampleAttribution) {
+        answerTokens += result.answerTokens
+        rows += result.rows
+        flops += result.flops
+        samples += 1
+    }
 }
 
 /// A sample whose attribution failed, with where it came from.
@@ -84,10 +92,7 @@ public enum LocalizationShard {
                 let sample = samples[i]
                 straggle(rank: mpi.rank, sampleStart: sampleStart)
                 try keeper.commit(index: sample.index, bucket: sample.bucket, scores: result.scores)
-                stats.answerTokens += result.answerTokens
-                stats.rows += result.rows
-                stats.flops += result.flops
-                stats.samples += 1
+                stats.record(result)
                 if isRoot {
                     doneByRank[0] = stats.samples
                     progress?.update(done: doneByRank.reduce(0, +))
@@ -146,10 +151,7 @@ extension LocalizationShard {
                 try attributor.attribute(samples: [(sample.prompt, sample.answer)]) { _, result in
                     straggle(rank: mpi.rank, sampleStart: sampleStart)
                     try keeper.commit(index: sample.index, bucket: sample.bucket, scores: result.scores)
-                    stats.answerTokens += result.answerTokens
-                    stats.rows += result.rows
-                    stats.flops += result.flops
-                    stats.samples += 1
+                    stats.record(result)
                 }
             } catch let failure as SampleAttributionFailure {
                 throw ShardSampleError(sample: sample, rank: mpi.rank, underlying: failure.underlying)
