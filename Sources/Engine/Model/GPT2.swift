@@ -98,10 +98,7 @@ public enum GPT2 {
     }
 
     public static func load(hf source: HFDirectory, stage: StageRequest? = nil, placement: WeightPlacement = .own) throws -> TransformerModel {
-        let config: GPT2Config
-        do { config = try JSONDecoder().decode(GPT2Config.self, from: source.configData) } catch {
-            throw ModelError.badConfig(path: source.path + "/config.json", key: "(file)", detail: "does not decode as a GPT-2 config: \(error)")
-        }
+        let config = try source.decodeConfig(GPT2Config.self, as: "a GPT-2 config")
         let model = try build(config: config, path: source.path, stage: stage, placement: placement)
         let others = Set(hfKeyMap(parameterSpecs(config), source: source).values.map(\.stored))    // other stages' tensors: never read
         try model.parameters.load(from: source, keyMap: hfKeyMap(model.parameters.specs, source: source)) { name in

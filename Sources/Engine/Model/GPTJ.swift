@@ -87,10 +87,7 @@ public enum GPTJ {
     }
 
     public static func load(hf source: HFDirectory, stage: StageRequest? = nil, placement: WeightPlacement = .own) throws -> TransformerModel {
-        let config: GPTJConfig
-        do { config = try JSONDecoder().decode(GPTJConfig.self, from: source.configData) } catch {
-            throw ModelError.badConfig(path: source.path + "/config.json", key: "(file)", detail: "does not decode as a GPT-J config: \(error)")
-        }
+        let config = try source.decodeConfig(GPTJConfig.self, as: "a GPT-J config")
         let model = try build(config: config, path: source.path, stage: stage, placement: placement)
         let map = Dictionary(uniqueKeysWithValues: model.parameters.specs.map { ($0.name, ParameterSource($0.name)) })
         let others = Set(parameterSpecs(config).map(\.name))    // other stages' tensors: never read

@@ -216,10 +216,7 @@ public enum Gemma3 {
     }
 
     public static func load(hf source: HFDirectory, stage: StageRequest? = nil, placement: WeightPlacement = .own) throws -> TransformerModel {
-        let config: Gemma3Config
-        do { config = try JSONDecoder().decode(Gemma3Config.self, from: source.configData) } catch {
-            throw ModelError.badConfig(path: source.path + "/config.json", key: "(file)", detail: "does not decode as a Gemma 3 text config: \(error)")
-        }
+        let config = try source.decodeConfig(Gemma3Config.self, as: "a Gemma 3 text config")
         let model = try build(config: config, path: source.path, stage: stage, placement: placement)
         let others = Set(parameterSpecs(config).map(\.name))    // other stages' tensors: never read
         try model.parameters.load(from: source, keyMap: hfKeyMap(model.parameters.specs)) { name in

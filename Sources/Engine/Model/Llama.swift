@@ -241,10 +241,7 @@ public enum Llama {
     }
 
     public static func load(hf source: HFDirectory, stage: StageRequest? = nil, placement: WeightPlacement = .own) throws -> TransformerModel {
-        let config: LlamaConfig
-        do { config = try JSONDecoder().decode(LlamaConfig.self, from: source.configData) } catch {
-            throw ModelError.badConfig(path: source.path + "/config.json", key: "(file)", detail: "does not decode as a Llama config: \(error)")
-        }
+        let config = try source.decodeConfig(LlamaConfig.self, as: "a Llama config")
         let model = try build(config: config, path: source.path, stage: stage, placement: placement)
         let others = Set(parameterSpecs(config).map(\.name))    // other stages' tensors: never read
         try model.parameters.load(from: source, keyMap: hfKeyMap(model.parameters.specs)) { name in

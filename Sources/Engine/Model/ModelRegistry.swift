@@ -111,3 +111,13 @@ public enum ModelRegistry {
         return out
     }
 }
+
+extension HFDirectory {
+    /// config.json decoded as one architecture's config; a file that does not decode is one error
+    /// naming it and the architecture (`kind`, e.g. "a Llama config").
+    func decodeConfig<C: Decodable>(_ type: C.Type, as kind: String) throws -> C {
+        do { return try JSONDecoder().decode(type, from: configData) } catch {
+            throw ModelError.badConfig(path: path + "/config.json", key: "(file)", detail: "does not decode as \(kind): \(error)")
+        }
+    }
+}
