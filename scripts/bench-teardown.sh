@@ -35,8 +35,8 @@ ranks() {
     local out=$1 procid=${2:-}
     for p in /proc/[0-9]*; do
         [ "$(readlink "$p/exe" 2>/dev/null)" = "$CNL" ] || continue
-        tr '\0' '\n' <"$p/cmdline" 2>/dev/null | grep -qxF "$out" || continue
-        if [ -n "$procid" ]; then tr '\0' '\n' <"$p/environ" 2>/dev/null | grep -qx "SLURM_PROCID=$procid" || continue; fi
+        tr '\0' '\n' <"$p/cmdline" 2>/dev/null | grep -xF "$out" >/dev/null || continue
+        if [ -n "$procid" ]; then tr '\0' '\n' <"$p/environ" 2>/dev/null | grep -x "SLURM_PROCID=$procid" >/dev/null || continue; fi
         echo "${p#/proc/}"
     done
 }
@@ -92,7 +92,7 @@ for mode in "${MODES[@]}"; do
     fi
     while [ -n "$(ranks "$out")" ]; do sleep 0.1; done
     t1=$(date +%s.%N)
-    while squeue -h -j "$id" 2>/dev/null | grep -q .; do sleep 0.5; done
+    while squeue -h -j "$id" 2>/dev/null | grep . >/dev/null; do sleep 0.5; done
     t2=$(date +%s.%N)
     results+=("$mode|$(echo "$t1 - $t0" | bc)|$(echo "$t2 - $t0" | bc)|$(kept "$out")|$(grep -c 'stop signal; checkpointed' "$work/$mode.log" || true)|$done_now")
     cp "$work/$mode.log" "/tmp/cnl-teardown-$mode.log"

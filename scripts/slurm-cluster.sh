@@ -88,7 +88,7 @@ start_munge() {
 }
 
 write_conf() {
-    local node; node=$(slurmd -C | head -1)
+    local node; node=$(slurmd -C | sed -n 1p)
     [[ $node == NodeName=* ]] || die "slurmd -C printed no NodeName line: $node"
     local tmp; tmp=$(mktemp)
     cat >"$tmp" <<EOF
@@ -124,7 +124,7 @@ JobCompType=jobcomp/none
 $node State=UNKNOWN
 PartitionName=$PARTITION Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 EOF
-    if [ -f "$SLURM_CONF" ] && ! head -1 "$SLURM_CONF" | grep -qF "$MARK"; then
+    if [ -f "$SLURM_CONF" ] && ! head -1 "$SLURM_CONF" | grep -F "$MARK" >/dev/null; then
         rm -f "$tmp"
         die "$SLURM_CONF exists and was not written by this script: move it away or set SLURM_CONF"
     fi
@@ -135,7 +135,7 @@ EOF
     return 0
 }
 
-node_state() { sinfo -h -N -n "$HOST" -o %t 2>/dev/null | head -1; }
+node_state() { sinfo -h -N -n "$HOST" -o %t 2>/dev/null | sed -n 1p; }
 
 stop_slurm() {
     if alive "$CTLD_PID" || alive "$SLURMD_PID"; then
@@ -165,8 +165,8 @@ start() {
         say "starting slurmctld"
         detached slurmctld || die "slurmctld failed to start (see $LOG_DIR/slurmctld.log)"
     fi
-    for _ in $(seq 100); do scontrol ping 2>/dev/null | grep -q UP && break; sleep 0.2; done
-    scontrol ping 2>/dev/null | grep -q UP || die "slurmctld does not answer 'scontrol ping' (see $LOG_DIR/slurmctld.log)"
+    for _ in $(seq 100); do scontrol ping 2>/dev/null | grep UP >/dev/null && break; sleep 0.2; done
+    scontrol ping 2>/dev/null | grep UP >/dev/null || die "slurmctld does not answer 'scontrol ping' (see $LOG_DIR/slurmctld.log)"
     if ! alive "$SLURMD_PID"; then
         say "starting slurmd"
         detached slurmd || die "slurmd failed to start (see $LOG_DIR/slurmd.log)"
@@ -184,7 +184,7 @@ start() {
     done
     case "$st" in
         idle|mix|alloc|comp) say "up: node $HOST $st in partition $PARTITION ($(sinfo -h -o '%C' | awk -F/ '{print $4}') CPUs)" ;;
-        *) die "node $HOST is '${st:-unknown}' after 30 s (see $LOG_DIR/slurmd.log, $LOG_DIR/slurmctld.log; reason: $(sinfo -h -R 2>/dev/null | head -1))" ;;
+        *) die "node $HOST is '${st:-unknown}' after 30 s (see $LOG_DIR/slurmd.log, $LOG_DIR/slurmctld.log; reason: $(sinfo -h -R 2>/dev/null | sed -n 1p))" ;;
     esac
 }
 

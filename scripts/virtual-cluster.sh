@@ -79,6 +79,10 @@ start_munge() {
 }
 
 node_name() { echo "vn$1"; }
+# Not `ip netns list | grep -q`: under pipefail grep -q's early exit can kill the writer with
+# SIGPIPE and fail the pipeline although the name was found (it did in CI, where `make test`'s
+# stdbuf makes every child's stdout line-buffered, so `ip` writes once per namespace).
+has_netns() { [ -e "/run/netns/$1" ]; }
 netns() { echo "cnlvc$1"; }
 # The pid of the process that holds node i's namespaces (a `sleep infinity` made by `unshare`).
 holder_pid_file() { echo "$RUN_DIR/vn$1.holder"; }
@@ -102,13 +106,13 @@ make_network() {
         local ns; ns=$(netns "$i")
         # A namespace without its veth (left by an interrupted stop) is made again from scratch,
         # with a new holder: its slurmd would have no network.
-        if ip netns list | grep -qw "$ns" && ! ip link show "$ns-h" >/dev/null 2>&1; then
+        if has_netns "$ns" && ! ip link show "$ns-h" >/dev/null 2>&1; then
             say "$(node_name "$i"): namespace without its veth: making it again"
             if alive "$(holder_pid_file "$i")"; then kill "$(cat "$(holder_pid_file "$i")")" 2>/dev/null || true; fi
             rm -f "$(holder_pid_file "$i")"
             ip netns del "$ns"
         fi
-        if ! ip netns list | grep -qw "$ns"; then
+        if ! has_netns "$ns"; then
             ip netns add "$ns"
             ip link add "$ns-h" type veth peer name eth0 netns "$ns"
             ip link set "$ns-h" master "$BRIDGE" up
@@ -147,7 +151,7 @@ remove_network() {
         fi
         rm -f "$f"
         local ns; ns=$(netns "$i")
-        ip netns list | grep -qw "$ns" && ip netns del "$ns"
+        has_netns "$ns" && ip netns del "$ns"
         ip link show "$ns-h" >/dev/null 2>&1 && ip link del "$ns-h"
     done
     ip link show "$BRIDGE" >/dev/null 2>&1 && ip link del "$BRIDGE"
@@ -220,8 +224,8 @@ start() {
         say "starting slurmctld on $CTLD_ADDR:6917"
         detached slurmctld -f "$SLURM_CONF" || die "slurmctld failed to start (see $LOG_DIR/slurmctld.log)"
     fi
-    for _ in $(seq 100); do scontrol ping 2>/dev/null | grep -q UP && break; sleep 0.2; done
-    scontrol ping 2>/dev/null | grep -q UP || die "slurmctld does not answer (see $LOG_DIR/slurmctld.log)"
+    for _ in $(seq 100); do scontrol ping 2>/dev/null | grep UP >/dev/null && break; sleep 0.2; done
+    scontrol ping 2>/dev/null | grep UP >/dev/null || die "slurmctld does not answer (see $LOG_DIR/slurmctld.log)"
     for i in $(seq 1 "$NODES"); do
         if ! alive "$(slurmd_pid_file "$i")"; then
             mkdir -p "$SPOOL_DIR/$(node_name "$i")"

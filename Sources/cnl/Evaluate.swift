@@ -20,6 +20,9 @@ struct Evaluate: ParsableCommand {
         --erase RUN zeroes the W_in rows and biases of the run's located neurons at --sigma in the loaded \
         model (no checkpoint is written); the evaluation records must not be the run's localization records.
 
+        --delta FILE applies a tuned model kept by cnl enhance (deltas/<arm>-epoch<e>.safetensors) before \
+        evaluating; a delta made from another checkpoint is refused, naming both SHA-256 fingerprints.
+
         Example: mpirun -np 2 cnl evaluate --config configs/table3/eval-boolq.yaml --erase runs/table3/boolq --sigma 6
         """)
 
@@ -38,6 +41,9 @@ struct Evaluate: ParsableCommand {
     @Option(help: "Seed of the random draw (SplitMix64).")
     var seed: UInt64 = 0
 
+    @Option(help: "Apply this cnl enhance delta file (tuned neuron slices) to the model first; refused for another base checkpoint.")
+    var delta: String?
+
     @Option(help: "Output directory (default: the config's 'output').")
     var output: String?
 
@@ -51,7 +57,7 @@ struct Evaluate: ParsableCommand {
             guard sigma > 0 && sigma.isFinite else { throw ValidationError("--sigma must be a positive number, got \(sigma)") }
             if let n = eraseRandom, n < 1 { throw ValidationError("--erase-random must be at least 1, got \(n)") }
             let request = EvaluateRequest(configPath: config, eraseRun: erase, sigma: sigma, eraseRandom: eraseRandom, seed: seed,
-                                          output: output, threads: threads)
+                                          output: output, threads: threads, delta: delta)
             guard let report = try EvaluateRun.execute(request, log: logLine) else { return }
             for line in report.summary { print(line) }
             print("wrote \(output ?? report.config.output)/{evaluation.json, samples.csv}")

@@ -14,11 +14,13 @@ public struct EvaluateRequest: Sendable {
     /// Output directory (nil: the config's `output`).
     public var output: String?
     public var threads: Int?
+    /// A `cnl enhance` delta file applied to the model before evaluating (and before any erase).
+    public var delta: String?
 
     public init(configPath: String, eraseRun: String? = nil, sigma: Double = 6, eraseRandom: Int? = nil, seed: UInt64 = 0,
-                output: String? = nil, threads: Int? = nil) {
+                output: String? = nil, threads: Int? = nil, delta: String? = nil) {
         self.configPath = configPath; self.eraseRun = eraseRun; self.sigma = sigma; self.eraseRandom = eraseRandom
-        self.seed = seed; self.output = output; self.threads = threads
+        self.seed = seed; self.output = output; self.threads = threads; self.delta = delta
     }
 }
 
@@ -38,6 +40,8 @@ public struct EvaluationReport: Codable, Sendable {
     public var modelSHA256: String
     public var task: EvaluationTask
     public var erased: Erased
+    /// The delta file applied, if any.
+    public var delta: String?
     public var statistics: EvaluationStatistics
     public var seconds: Double
     public var samplesPerSecond: Double
@@ -45,7 +49,7 @@ public struct EvaluationReport: Codable, Sendable {
 
     enum CodingKeys: String, CodingKey {
         case cnlEvaluation = "cnl_evaluation", created, configFile = "config_file", config, modelSHA256 = "model_sha256", task
-        case erased, statistics, seconds, samplesPerSecond = "samples_per_second", ranks
+        case erased, delta, statistics, seconds, samplesPerSecond = "samples_per_second", ranks
     }
 
     public var summary: [String] {
@@ -88,7 +92,9 @@ public enum EvaluateRun {
             modelSHA = try RunReport.Fingerprints.hashPath(config.model)
             let run = try request.eraseRun.map(LocatedRun.open)
             try run?.checkModel(fingerprint: modelSHA, config: request.configPath)
+            let delta = try request.delta.map(NeuronDelta.read)
             let loaded = try ModelRegistry.load(path: config.model)
+            if let delta, let p = request.delta { try delta.apply(to: loaded.model, modelSHA256: modelSHA, path: p, modelPath: config.model) }
             let tokenizer = try loaded.requireTokenizer()
             let d = loaded.model.dimensions
             let set = try EvaluationSet.load(configPath: request.configPath, config: config, tokenizer: tokenizer, contextLength: d.contextLength)
@@ -107,16 +113,17 @@ public enum EvaluateRun {
             try AtomicFile.prepareDirectory(output)
             self.set = set
             log("cnl evaluate: \(set.items.count) samples of \(config.dataset.path) (\(set.task.kind.rawValue)), \(loaded.model.modelType) "
-                + "\(d.layers)×\(d.ffnWidth) neurons, erased: \(erased.neurons == 0 ? "none" : "\(erased.neurons) (\(condition.key))")")
+                + "\(d.layers)×\(d.ffnWidth) neurons, erased: \(erased.neurons == 0 ? "none" : "\(erased.neurons) (\(condition.key))")"
+                + (delta.map { ", delta \(request.delta!) (\($0.slices.neurons.count) neurons)" } ?? ""))
             let work = EvaluationWork(modelPath: config.model, sets: [.init(name: set.name, task: set.task, items: set.items)],
-                                      conditions: [condition], jobs: [.init(set: 0, condition: 0)])
+                                      conditions: [condition], jobs: [.init(set: 0, condition: 0)], deltaPath: request.delta)
             return (work, loaded.model, tokenizer)
         }
 
         func record(_ index: Int, _ result: JobResult, log: (String) -> Void) throws {
             guard let set else { return }
             let r = EvaluationReport(created: ISO8601DateFormatter().string(from: Date()), configFile: set.configPath, config: set.config,
-                                     modelSHA256: modelSHA, task: set.task, erased: erased, statistics: result.statistics,
+                                     modelSHA256: modelSHA, task: set.task, erased: erased, delta: request.delta, statistics: result.statistics,
                                      seconds: result.seconds, samplesPerSecond: Double(result.outcomes.count) / max(result.seconds, 1e-9),
                                      ranks: result.ranks)
             func path(_ n: String) -> String { (output as NSString).appendingPathComponent(n) }

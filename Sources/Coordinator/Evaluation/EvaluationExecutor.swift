@@ -26,6 +26,8 @@ struct EvaluationWork: Codable {
     var sets: [SetWork]
     var conditions: [EvaluationCondition]
     var jobs: [Job]
+    /// A delta file every rank applies after loading (the root checked it against the model).
+    var deltaPath: String? = nil
 }
 
 /// The outcome of one job, on the root.
@@ -81,33 +83,23 @@ enum EvaluationExecutor {
             if let planned { (model, tokenizer) = (planned.model, planned.tokenizer) } else {
                 let loaded = try ModelRegistry.load(path: work.modelPath)
                 (model, tokenizer) = (loaded.model, try loaded.requireTokenizer())
+                if let p = work.deltaPath {
+                    let delta = try NeuronDelta.read(p)
+                    try delta.apply(to: model, modelSHA256: delta.baseSHA256, path: p, modelPath: work.modelPath)
+                }
             }
             let evaluator = ItemEvaluator(model: model, tokenizer: tokenizer)
             let shares = work.sets.map { assign($0, ranks: mpi.size)[mpi.rank] }
             var erased: (condition: Int, erasure: NeuronErasure)?
             for (j, job) in work.jobs.enumerated() {
-                let started = Date()
                 if erased?.condition != job.condition {
                     if let e = erased { model.restore(e.erasure) }
                     erased = (job.condition, try model.erase(work.conditions[job.condition].neurons))
                 }
-                let set = work.sets[job.set]
-                var mine: [ItemOutcome] = []
-                // The root shows its own share's progress (the ranks' shares are balanced by cost, so it stands for all).
-                let progress = mpi.rank == 0 ? ProgressReporter(total: shares[job.set].map(\.count).reduce(0, +), label: "samples") : nil
-                for group in shares[job.set] {
-                    mine += try evaluator.evaluate(group.map { set.items[$0] }, task: set.task)
-                    progress?.update(done: mine.count)
+                if let result = try evaluateSet(work.sets[job.set], share: shares[job.set], condition: work.conditions[job.condition],
+                                                evaluator: evaluator, mpi: mpi) {
+                    try driver.record(j, result, log: log)
                 }
-                let seconds = Date().timeIntervalSince(started)
-                let gathered = try mpi.gatherBytes(Array(try JSONEncoder().encode(Share(outcomes: mine, seconds: seconds))))
-                guard let gathered else { continue }
-                let parts = try gathered.map { try JSONDecoder().decode(Share.self, from: Data($0)) }
-                let outcomes = parts.flatMap(\.outcomes).sorted { $0.index < $1.index }
-                let stats = EvaluationStatistics(correct: outcomes.map(\.correct), logLikelihoods: outcomes.map(\.logLikelihood))
-                let result = JobResult(set: set.name, condition: work.conditions[job.condition], outcomes: outcomes, statistics: stats,
-                                       seconds: parts.map(\.seconds).max() ?? seconds, ranks: mpi.size)
-                try driver.record(j, result, log: log)
             }
             if let e = erased { model.restore(e.erasure) }
         } catch {
@@ -124,6 +116,28 @@ enum EvaluationExecutor {
             if mpi.rank == 0 { throw PlanFailure(reporting: e, log: log) }
             throw LocalizationError.failedOnAnotherRank
         }
+    }
+
+    /// One set evaluated by every rank on its share of the groups (`assign`), the outcomes
+    /// gathered on the root in sample order: the root's result, nil on the other ranks.
+    static func evaluateSet(_ set: EvaluationWork.SetWork, share: [[Int]], condition: EvaluationCondition, evaluator: ItemEvaluator,
+                            mpi: MPIContext) throws -> JobResult? {
+        let started = Date()
+        var mine: [ItemOutcome] = []
+        // The root shows its own share's progress (the ranks' shares are balanced by cost, so it stands for all).
+        let progress = mpi.rank == 0 ? ProgressReporter(total: share.map(\.count).reduce(0, +), label: "samples") : nil
+        for group in share {
+            mine += try evaluator.evaluate(group.map { set.items[$0] }, task: set.task)
+            progress?.update(done: mine.count)
+        }
+        let seconds = Date().timeIntervalSince(started)
+        let gathered = try mpi.gatherBytes(Array(try JSONEncoder().encode(Share(outcomes: mine, seconds: seconds))))
+        guard let gathered else { return nil }
+        let parts = try gathered.map { try JSONDecoder().decode(Share.self, from: Data($0)) }
+        let outcomes = parts.flatMap(\.outcomes).sorted { $0.index < $1.index }
+        let stats = EvaluationStatistics(correct: outcomes.map(\.correct), logLikelihoods: outcomes.map(\.logLikelihood))
+        return JobResult(set: set.name, condition: condition, outcomes: outcomes, statistics: stats,
+                         seconds: parts.map(\.seconds).max() ?? seconds, ranks: mpi.size)
     }
 
     /// Groups of a set's items evaluated together: runs of `ItemEvaluator.generateGroup` in the

@@ -38,10 +38,12 @@ public struct EvaluationSet: Sendable {
     public var name: String { Self.nameOf(configPath) }
 
     /// Reads, renders and tokenizes the config's records (after `offset`, at most `limit`) the way
-    /// `cnl locate` does (prompt with the tokenizer's special tokens, answers without).
-    public static func load(configPath: String, config: RunConfig, tokenizer: Tokenizer, contextLength: Int) throws -> EvaluationSet {
+    /// `cnl locate` does (prompt with the tokenizer's special tokens, answers without). A
+    /// `training` set (cnl enhance's --train) needs no task: its gold answers are the targets.
+    public static func load(configPath: String, config: RunConfig, tokenizer: Tokenizer, contextLength: Int,
+                            training: Bool = false) throws -> EvaluationSet {
         let spec = config.dataset
-        guard let kind = spec.task else { throw EvaluationError.noTask(config: configPath) }
+        guard let kind = spec.task ?? (training ? .generate : nil) else { throw EvaluationError.noTask(config: configPath) }
         guard FileManager.default.fileExists(atPath: spec.path) else {
             throw DataFileError.unreadable(path: spec.path, reason: "no such file; set 'dataset.path' in \(configPath)")
         }
@@ -103,7 +105,7 @@ public struct EvaluationSet: Sendable {
             if let empty = options.firstIndex(where: \.isEmpty) {
                 throw EvaluationError.emptyOption(path: spec.path, line: line, option: optionTexts[empty])
             }
-            let longest = max(gold.count, options.map(\.count).max() ?? 0, kind == .generate ? spec.maxNewTokens : 0)
+            let longest = max(gold.count, options.map(\.count).max() ?? 0, kind == .generate && !training ? spec.maxNewTokens : 0)
             guard prompt.count + longest <= contextLength else {
                 throw DatasetError.tooLong(path: spec.path, line: line, tokens: prompt.count + longest, context: contextLength)
             }

@@ -96,21 +96,30 @@ public enum EvaluationPlots {
     /// located drop minus the mean drop of the first baseline's draws (positive, red: the located
     /// neurons matter more for that set than random ones), by accuracy and by log-likelihood.
     public static func crossHeatmap(_ r: EraseReport, sigma: Double) -> String {
-        let runs = r.runs.map(\.name), sets = r.sets.map(\.name)
         let baseline = r.baselines.first
         func gap(_ run: String, _ set: String, accuracy: Bool) -> Double? {
             guard let row = r.rows.first(where: { $0.run == run && $0.set == set && $0.sigma == sigma }),
                   let b = row.baselines.first(where: { $0.baseline == baseline }) else { return nil }
             return accuracy ? row.locatedAccuracyDrop - b.accuracyDrop : row.locatedLogLikelihoodDrop - b.logLikelihoodDrop
         }
+        return crossGrid(title: "Cross-dataset erase (σ = \(RunOutputs.sigmaName(sigma))): located drop − mean \(baseline?.rawValue ?? "random") drop",
+                         rows: r.runs.map(\.name), rowLabel: "located on", columns: r.sets.map(\.name), value: gap,
+                         note: "red: erasing the located neurons hurt that set more than random neurons; blue: less; grey: not evaluated")
+    }
+
+    /// Two heatmaps side by side (accuracy, answer log-likelihood) of `value(row, column, accuracy)`:
+    /// red positive, blue negative, each panel scaled to its largest magnitude; grey where nil.
+    static func crossGrid(title: String, rows: [String], rowLabel: String, columns sets: [String],
+                          value gap: (String, String, Bool) -> Double?, note: String) -> String {
+        let runs = rows
         let cw = 92.0, ch = 34.0, left = 120.0, top = 84.0
         let panelW = left + cw * Double(sets.count) + 20
         let (w, h) = (2 * panelW + 20, top + ch * Double(runs.count) + 60)
         var s = SVGPlots.header(w, h)
-        s += "<text x=\"\(w / 2)\" y=\"22\" text-anchor=\"middle\" font-size=\"15\">Cross-dataset erase (σ = \(RunOutputs.sigmaName(sigma))): located drop − mean \(baseline?.rawValue ?? "random") drop</text>\n"
+        s += "<text x=\"\(w / 2)\" y=\"22\" text-anchor=\"middle\" font-size=\"15\">\(SVGPlots.escape(title))</text>\n"
         for (pi, accuracy) in [true, false].enumerated() {
             let x0 = 10 + Double(pi) * (panelW + 10)
-            let values = runs.flatMap { run in sets.compactMap { gap(run, $0, accuracy: accuracy) } }
+            let values = runs.flatMap { run in sets.compactMap { gap(run, $0, accuracy) } }
             let scale = max(values.map(abs).max() ?? 0, 1e-12)
             s += "<text x=\"\(x0 + left + cw * Double(sets.count) / 2)\" y=\"46\" text-anchor=\"middle\" font-size=\"13\">\(accuracy ? "accuracy" : "answer log-likelihood")</text>\n"
             for (c, set) in sets.enumerated() {
@@ -122,7 +131,7 @@ public enum EvaluationPlots {
                 s += "<text x=\"\(x0 + left - 6)\" y=\"\(yy + ch / 2 + 4)\" text-anchor=\"end\" font-size=\"11\">\(SVGPlots.escape(run))</text>"
                 for (c, set) in sets.enumerated() {
                     let xx = x0 + left + cw * Double(c)
-                    guard let v = gap(run, set, accuracy: accuracy) else {
+                    guard let v = gap(run, set, accuracy) else {
                         s += "<rect x=\"\(xx)\" y=\"\(yy)\" width=\"\(cw)\" height=\"\(ch)\" fill=\"#f0f0f0\" stroke=\"white\"/>"
                         s += "<text x=\"\(xx + cw / 2)\" y=\"\(yy + ch / 2 + 4)\" text-anchor=\"middle\" font-size=\"11\" fill=\"#999\">–</text>"
                         continue
@@ -136,9 +145,9 @@ public enum EvaluationPlots {
                 }
                 s += "\n"
             }
-            s += "<text x=\"\(x0 + 14)\" y=\"\(top + ch * Double(runs.count) / 2)\" font-size=\"11\" fill=\"#555\" text-anchor=\"middle\" transform=\"rotate(-90 \(x0 + 14) \(top + ch * Double(runs.count) / 2))\">located on</text>\n"
+            s += "<text x=\"\(x0 + 14)\" y=\"\(top + ch * Double(runs.count) / 2)\" font-size=\"11\" fill=\"#555\" text-anchor=\"middle\" transform=\"rotate(-90 \(x0 + 14) \(top + ch * Double(runs.count) / 2))\">\(SVGPlots.escape(rowLabel))</text>\n"
         }
-        s += "<text x=\"20\" y=\"\(h - 16)\" font-size=\"11\" fill=\"#555\">red: erasing the located neurons hurt that set more than random neurons; blue: less; grey: not evaluated</text>\n"
+        s += "<text x=\"20\" y=\"\(h - 16)\" font-size=\"11\" fill=\"#555\">\(SVGPlots.escape(note))</text>\n"
         return s + "</svg>\n"
     }
 }

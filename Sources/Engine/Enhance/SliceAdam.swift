@@ -68,6 +68,15 @@ public struct SliceAdam: Sendable {
         secondMoment = [Double](repeating: 0, count: count)
     }
 
+    /// Adam as a checkpoint left it, `step` steps in.
+    public init(count: Int, learningRate: Double, step: Int, firstMoment: [Double], secondMoment: [Double]) {
+        precondition(firstMoment.count == count && secondMoment.count == count, "internal: Adam moments of another size")
+        self.learningRate = learningRate
+        self.step = step
+        self.firstMoment = firstMoment
+        self.secondMoment = secondMoment
+    }
+
     /// One step of `parameters` with `gradient` (the batch's mean gradient, `flattened`).
     public mutating func apply(_ gradient: [Double], to parameters: SliceParameters) {
         precondition(gradient.count == parameters.count && gradient.count == firstMoment.count,
