@@ -90,18 +90,24 @@ final class SliceGradientTests: XCTestCase {
         // Adam's m/(√v + ε) is ill-conditioned where g ≈ 0: a gradient error of 1e-6 · max|g| moves
         // such an entry by a visible part of lr (seen: the 6 of 20,736 entries off by more than
         // 1e-3 of the largest move all had |g| < 1.2e-5 · max|g| at some step). So: every entry
-        // in the relative L2, and element-wise the entries whose |g| stayed ≥ 1e-4 · max|g|.
-        var worst = 0.0, largest = 0.0, num = 0.0, den = 0.0, checked = 0
+        // in a relative L2 held to 1e-3 (which entries are ill-conditioned depends on the float32
+        // noise, and so on OpenBLAS's thread split: 8.8e-5 on 1 thread, 1.5e-4 on 2), and the
+        // entries whose |g| stayed ≥ 1e-4 · max|g| in a relative L2 to 1e-4 and element-wise.
+        var worst = 0.0, largest = 0.0, num = 0.0, den = 0.0, numWell = 0.0, denWell = 0.0, checked = 0
         for i in 0..<after.count {
             let moved = Double(after[i]) - Double(before[i]), want = wantAfter[i] - Double(wantBefore[i])
             largest = max(largest, abs(want))
             num += (moved - want) * (moved - want); den += want * want
-            if smallest[i] >= 1e-4 * gmax { worst = max(worst, abs(moved - want)); checked += 1 }
+            if smallest[i] >= 1e-4 * gmax {
+                worst = max(worst, abs(moved - want)); checked += 1
+                numWell += (moved - want) * (moved - want); denWell += want * want
+            }
         }
-        let l2 = (num / den).squareRoot()
-        print(String(format: "Adam on %d slice values, 3 steps: rel L2 of the moves %.2e; max |Δ| %.2e of max move %.2e on the %d well-conditioned entries",
-                     after.count, l2, worst, largest, checked))
-        XCTAssertLessThanOrEqual(l2, 1e-4)
+        let l2 = (num / den).squareRoot(), l2Well = (numWell / denWell).squareRoot()
+        print(String(format: "Adam on %d slice values, 3 steps: rel L2 of the moves %.2e (%.2e on the %d well-conditioned entries); max |Δ| %.2e of max move %.2e there",
+                     after.count, l2, l2Well, checked, worst, largest))
+        XCTAssertLessThanOrEqual(l2, 1e-3)
+        XCTAssertLessThanOrEqual(l2Well, 1e-4)
         XCTAssertLessThanOrEqual(worst, 1e-3 * largest)
         XCTAssertGreaterThan(checked, after.count * 9 / 10)
         for (name, old) in zip(untouched, snapshot) {

@@ -93,6 +93,9 @@ public enum EvaluateRun {
             let run = try request.eraseRun.map(LocatedRun.open)
             try run?.checkModel(fingerprint: modelSHA, config: request.configPath)
             let delta = try request.delta.map(NeuronDelta.read)
+            if let delta, let p = request.delta, delta.baseSHA256 != modelSHA {   // before the model is loaded
+                throw NeuronDelta.Failure.otherBase(path: p, deltaBase: delta.baseSHA256, model: config.model, modelSHA: modelSHA)
+            }
             let loaded = try ModelRegistry.load(path: config.model)
             if let delta, let p = request.delta { try delta.apply(to: loaded.model, modelSHA256: modelSHA, path: p, modelPath: config.model) }
             let tokenizer = try loaded.requireTokenizer()

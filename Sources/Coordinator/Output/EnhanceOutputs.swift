@@ -62,7 +62,7 @@ public enum EnhanceOutputs {
     static func markdown(_ r: EnhanceReport) -> String {
         var s = "# Enhance: tuning only the located neurons (Table 2)\n\n"
         s += "Model `\(r.modelPath)` (sha256 \(r.modelSHA256.prefix(12))…); σ = \(RunOutputs.sigmaName(r.sigma)); Adam lr \(r.settings.learningRate), "
-        s += "batch \(r.settings.batchSize), shuffle seed \(r.settings.seed); trained slices: W_in row\(r.settings.upAndDown ? ", W_up row, W_out column" : " and bias") "
+        s += "batch \(r.settings.batchSize), shuffle seed \(r.settings.seed); trained slices: each neuron's W_in row (and bias where the model has one)\(r.settings.upAndDown ? ", W_up row and W_out column" : "") "
         s += "of each neuron; random arm: \(r.randomSeeds) seed\(r.randomSeeds == 1 ? "" : "s") (mean ± sd); \(r.ranks) rank\(r.ranks == 1 ? "" : "s"), "
         s += String(format: "%.0f s.\n\n", r.seconds)
         for p in r.pairs {

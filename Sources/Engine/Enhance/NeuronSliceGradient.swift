@@ -1,6 +1,7 @@
 // The training backward of `cnl enhance` (SPEC "Table 2: enhance"): a teacher-forced pass over
 // the whole sequence with a tape, the mean answer NLL, and a backward through every position that
 // forms weight gradients only for the chosen neurons' slices (never a full weight gradient).
+import COpenBLAS
 import Foundation
 
 /// The neurons whose parameters train: row j of W_in and its bias for each chosen (l, j), and
@@ -103,30 +104,45 @@ extension TransformerModel {
         return out
     }
 
-    /// Σ over positions of the slice gradients of `chosen` (their index k in the output, neuron j):
-    /// dW_in[j] = Σ_t dω[t, j]·b[t], db_in[j] = Σ_t dω[t, j]; the same with du for W_up; and
-    /// dW_out[:, j] = Σ_t dDown[t]·h[t, j]. In Double.
+    /// Σ over positions of the slice gradients of `chosen` (their index k in the output, neuron j;
+    /// the k of one layer are consecutive, the neurons being sorted): for the layer's n neurons
+    ///   dW_in[k0..<k0+n] += Gᵀ·B   with G[t, c] = dω[t, j_c], B = b [T, D];  db_in = Σ_t G
+    /// the same with du for W_up, and dW_out[:, j_c] (stored as rows) += Hᵀ·dDown with
+    /// H[t, c] = h[t, j_c]. In Double (dgemm on the float32 values widened), so a dense arm
+    /// (every neuron but the located) costs a few matrix products, not a scalar loop per neuron.
     static func accumulate(_ v: DecoderBlock.FFNGradientView, chosen: [(k: Int, j: Int)], rows T: Int, width D: Int, ffnWidth J: Int,
                            into out: inout SliceGradient) {
-        for (k, j) in chosen {
-            var bias = 0.0, upBias = 0.0
-            for t in 0..<T {
-                let g = Double(v.dOmega[t * J + j])
-                bias += g
-                let b = v.input + t * D
-                for i in 0..<D { out.inWeight[k * D + i] += g * Double(b[i]) }
-                if out.upWeight != nil, let dUp = v.dUp {
-                    let gu = Double(dUp[t * J + j])
-                    upBias += gu
-                    for i in 0..<D { out.upWeight![k * D + i] += gu * Double(b[i]) }
-                }
-                if out.outWeight != nil {
-                    let h = Double(v.hidden[t * J + j]), dd = v.dDown + t * D
-                    for i in 0..<D { out.outWeight![k * D + i] += h * Double(dd[i]) }
-                }
+        guard let k0 = chosen.first?.k else { return }
+        let n = chosen.count
+        precondition(chosen.last!.k == k0 + n - 1, "internal: a layer's chosen neurons are not consecutive in the slice order")
+        func gather(_ src: UnsafePointer<Float>) -> [Double] {
+            var g = [Double](repeating: 0, count: T * n)
+            for t in 0..<T { for (c, x) in chosen.enumerated() { g[t * n + c] = Double(src[t * J + x.j]) } }
+            return g
+        }
+        func widen(_ src: UnsafePointer<Float>) -> [Double] { (0..<(T * D)).map { Double(src[$0]) } }
+        /// rows[k0 ..< k0 + n] += aᵀ·b, a [T, n], b [T, D].
+        func addProduct(_ a: [Double], _ b: [Double], into rows: inout [Double]) {
+            rows.withUnsafeMutableBufferPointer { r in
+                cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(n), Int32(D), Int32(T), 1, a, Int32(n), b, Int32(D),
+                            1, r.baseAddress! + k0 * D, Int32(D))
             }
-            out.inBias?[k] += bias
-            out.upBias?[k] += upBias
+        }
+        func addColumnSums(_ a: [Double], into biases: inout [Double]?) {
+            guard biases != nil else { return }
+            for c in 0..<n { var s = 0.0; for t in 0..<T { s += a[t * n + c] }; biases![k0 + c] += s }
+        }
+        let input = widen(v.input)
+        let dOmega = gather(v.dOmega)
+        addProduct(dOmega, input, into: &out.inWeight)
+        addColumnSums(dOmega, into: &out.inBias)
+        if out.upWeight != nil, let dUp = v.dUp {
+            let g = gather(dUp)
+            addProduct(g, input, into: &out.upWeight!)
+            addColumnSums(g, into: &out.upBias)
+        }
+        if out.outWeight != nil {
+            addProduct(gather(v.hidden), widen(v.dDown), into: &out.outWeight!)
         }
     }
 }

@@ -1,0 +1,142 @@
+"""Checks one `cnl enhance` arm against float64 PyTorch, independently of the Swift code.
+
+  check_enhance.py train ITEMS.json DELTA.safetensors --lr LR --batch B --seed S --epochs E
+      Retrains the delta's neurons (W_in rows only, SmolLM2) with torch.optim.Adam from the base
+      weights: the same answer-NLL loss, the same per-epoch shuffle (SplitMix64 + Fisher–Yates,
+      ported here from SPEC's convention), batch means of the per-sample losses. Prints JSON with
+      the relative L2 and the worst entry of (cnl's update − torch's update), in units of lr.
+  check_enhance.py apply ITEMS.json DELTA.safetensors
+      The README's numpy recipe: writes the delta's rows into the HF state dict by the tensor names
+      its metadata gives, then prints JSON with the mean answer-token log-likelihood of each item
+      (prompt, answer) under the patched model, to compare with `cnl evaluate --delta`.
+
+ITEMS.json: [{"prompt": [ids], "answer": [ids]}, ...] (the token ids cnl used).
+"""
+import json
+import os
+import re
+import sys
+
+sys.path.insert(0, os.path.dirname(__file__))
+import common  # noqa: E402
+import fixtures_attribution as fa  # noqa: E402
+import fixtures_enhance as fe  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from safetensors import safe_open  # noqa: E402
+from safetensors.numpy import load_file  # noqa: E402
+
+M = (1 << 64) - 1
+
+
+class SplitMix64:
+    def __init__(self, seed):
+        self.state = seed & M
+
+    def next(self):
+        self.state = (self.state + 0x9E3779B97F4A7C15) & M
+        z = self.state
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & M
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & M
+        return z ^ (z >> 31)
+
+    def below(self, n):
+        limit = M - M % n
+        while True:
+            x = self.next()
+            if x < limit:
+                return x % n
+
+
+def epoch_order(count, seed, epoch):
+    rng = SplitMix64(SplitMix64(seed ^ ((0xE7A5C0DE00000000 + epoch) & M)).next())
+    p = list(range(count))
+    for i in range(count - 1, 0, -1):
+        j = rng.below(i + 1)
+        p[i], p[j] = p[j], p[i]
+    return p
+
+
+def model():
+    gdir, gname = os.path.split(os.path.realpath(common.SMOLLM2))
+    return fa.smollm2_float64(gdir, gname)
+
+
+def apply_delta(state_dict, path):
+    """The README recipe: every part of the delta into the tensor its metadata names."""
+    delta = load_file(path)
+    with safe_open(path, "np") as f:
+        meta = f.metadata()
+    J = int(meta["ffn_width"])
+    for part in ("in_weight", "in_bias", "up_weight", "up_bias", "out_weight"):
+        if part not in delta:
+            continue
+        name, index = re.fullmatch(r"(.*)\[(.*)\]", meta["hf_" + part]).groups()
+        for k, n in enumerate(delta["neurons"]):
+            layer, j = divmod(int(n), J)
+            w = state_dict[name.format(layer=layer)]
+            if index == "j, :":
+                w[j, :] = delta[part][k]
+            elif index == ":, j":
+                w[:, j] = delta[part][k]
+            else:
+                w[j] = delta[part][k]
+    return meta
+
+
+def train(items, delta_path, lr, batch, seed, epochs):
+    m = model()
+    torch.set_grad_enabled(True)
+    delta = load_file(delta_path)
+    neurons = [int(n) for n in delta["neurons"]]
+    J = m.config.intermediate_size
+    rows = [(n // J, n % J) for n in neurons]
+    weights = [m.model.layers[l].mlp.gate_proj.weight for l, _ in rows]
+    with torch.no_grad():
+        base = torch.stack([w[j].detach().clone() for w, (_, j) in zip(weights, rows)])
+    leaf = torch.nn.Parameter(base.clone())
+    opt = torch.optim.Adam([leaf], lr=lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0)
+    for epoch in range(1, epochs + 1):
+        order = epoch_order(len(items), seed, epoch)
+        for b in range(0, len(order), batch):
+            members = order[b:b + batch]
+            with torch.no_grad():
+                for k, (w, (_, j)) in enumerate(zip(weights, rows)):
+                    w[j] = leaf[k]
+            m.zero_grad(set_to_none=True)
+            loss = sum(fe.nll(m, items[i]["prompt"], items[i]["answer"]) for i in members) / len(members)
+            loss.backward()
+            leaf.grad = torch.stack([w.grad[j] for w, (_, j) in zip(weights, rows)]).detach().clone()
+            opt.step()
+    theirs = (leaf.detach() - base).numpy()
+    ours = delta["in_weight"].astype(np.float64) - base.numpy()
+    diff = ours - theirs
+    return {"values": int(theirs.size), "rel_l2": float(np.linalg.norm(diff) / np.linalg.norm(theirs)),
+            "worst_over_lr": float(np.abs(diff).max() / lr), "mean_abs_update_over_lr": float(np.abs(theirs).mean() / lr),
+            "entries_off_by_more_than_1pct_lr": float(np.mean(np.abs(diff) > 0.01 * lr))}
+
+
+def apply(items, delta_path):
+    m = model()
+    sd = {k: v.numpy() for k, v in m.state_dict().items()}   # numpy views of the model's tensors
+    apply_delta(sd, delta_path)
+    with torch.no_grad():
+        return {"log_likelihoods": [float(-fe.nll(m, it["prompt"], it["answer"]).item()) for it in items]}
+
+
+def main():
+    torch.set_num_threads(int(os.environ.get("OPENBLAS_NUM_THREADS", "1")))
+    fa.float64_throughout()
+    args = sys.argv[1:]
+    items = json.load(open(args[1]))
+    if args[0] == "train":
+        opts = dict(zip(args[3::2], args[4::2]))
+        out = train(items, args[2], float(opts["--lr"]), int(opts["--batch"]), int(opts["--seed"]), int(opts["--epochs"]))
+    else:
+        out = apply(items, args[2])
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
