@@ -87,6 +87,11 @@ public final class CheckpointKeeper {
         signal(SIGTERM) { _ in stopSignal = 1 }
     }
 
+    /// Whether SIGUSR1/SIGTERM arrived since `catchStopSignals` (for loops that stop at their own
+    /// safe points, such as cnl enhance's batch boundaries); `requestStop` raises it from code.
+    public static var stopRequested: Bool { stopSignal != 0 }
+    public static func requestStop() { stopSignal = 1 }
+
     /// From now on SIGUSR1 or SIGTERM makes this process write its checkpoint (of the samples
     /// finished so far; the one in progress is dropped) and exit with `requeueStatus` within a
     /// fraction of a second, even in the middle of a long sample.

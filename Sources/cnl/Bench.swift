@@ -6,7 +6,7 @@ import Foundation
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Benchmarks that print measured numbers.",
-        subcommands: [BenchForward.self, BenchAttribution.self])
+        subcommands: [BenchForward.self, BenchAttribution.self, BenchEnhance.self])
 }
 
 struct BenchForward: ParsableCommand {
@@ -140,6 +140,51 @@ struct BenchAttribution: ParsableCommand {
                 for (k, v) in r.sgemmGFLOPs.sorted(by: { $0.key < $1.key }) { print(String(format: "sgemm %@: %.1f GFLOP/s", k, v)) }
                 print(String(format: "attribution: %.2f s for %d samples, %d %@ thread%@; %.1f GFLOP/s counted, %.1f GFLOP/s minimal",
                              r.seconds, r.samples.count, r.threads, r.threading, r.threads == 1 ? "" : "s", r.gflopPerSecond, r.minimalGFLOPPerSecond))
+            }
+        }
+    }
+}
+
+struct BenchEnhance: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "enhance",
+        abstract: "Time enhance training (forward + backward + Adam on the slices) over a training config's samples.",
+        discussion: """
+        One epoch of cnl enhance's training in one process: the --train config's samples in batches of \
+        --batch-size, --neurons neurons drawn uniformly (seed --seed), their W_in rows trained with Adam. \
+        Prints the seconds and training tokens/s (prompt + answer − 1 per sample). --write-plan FILE writes \
+        the samples' token ids and the neurons as JSON, for scripts/oracle/bench_enhance_torch.py (the same \
+        training in PyTorch: scripts/bench-enhance.sh runs both).
+        """)
+
+    @Option(help: "Training config (a run config; its gold answers are the targets).")
+    var train: String
+
+    @Option(help: "Neurons to train (drawn uniformly from all L·J).")
+    var neurons = 100
+
+    @Option(help: "Seed of the neuron draw.")
+    var seed: UInt64 = 0
+
+    @Option(help: "Samples per batch.")
+    var batchSize = 8
+
+    @Option(help: "BLAS threads.")
+    var threads = 1
+
+    @Option(help: "Write the samples' token ids and the neurons here (JSON).")
+    var writePlan: String?
+
+    @Flag(help: "Print JSON instead of text.")
+    var json = false
+
+    func run() throws {
+        try runReportingErrors {
+            guard neurons >= 1, batchSize >= 1, threads >= 1 else { throw ValidationError("--neurons, --batch-size and --threads must be at least 1") }
+            let r = try EnhanceBenchmark.run(trainConfig: train, neurons: neurons, seed: seed, batchSize: batchSize, threads: threads, writePlan: writePlan)
+            if json { print(try r.jsonString()) } else {
+                print(String(format: "cnl enhance training: %d samples, %d tokens, %d neurons (%d values): %.2f s, %.1f tokens/s, %d BLAS thread%@",
+                             r.samples, r.tokens, r.neurons, r.values, r.seconds, Double(r.tokens) / r.seconds, r.threads, r.threads == 1 ? "" : "s"))
             }
         }
     }

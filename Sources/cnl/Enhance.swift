@@ -64,6 +64,9 @@ struct Enhance: ParsableCommand {
     @Option(help: "Output directory.")
     var output: String = "runs/enhance"
 
+    @Option(help: "Write each run's located arm after the last epoch as an HF directory <dir>/<run> (config.json + model.safetensors).")
+    var saveModel: String?
+
     @Flag(help: "Discard the finished arms and states of an earlier study in the output directory.")
     var force = false
 
@@ -96,7 +99,7 @@ struct Enhance: ParsableCommand {
             if armList.isEmpty { throw ValidationError("--arms: give at least one of located, random, without-located") }
             let request = EnhanceRequest(runs: runs, trains: trains, evals: evals, sigma: sigma, epochs: epochList, randomSeeds: randomSeeds,
                                          arms: armList, settings: TrainingSettings(learningRate: lr, batchSize: batchSize, seed: seed, upAndDown: upAndDown),
-                                         output: output, force: force, threads: threads)
+                                         output: output, force: force, threads: threads, saveModel: saveModel)
             guard let report = try EnhanceStudy.execute(request, log: logLine) else { return }
             print("\(report.arms.count) arms, \(report.rows.count) Table 2 rows in \(String(format: "%.1f", report.seconds)) s; "
                   + "wrote \(output)/{\(EnhanceOutputs.files.joined(separator: ", "))} and \(output)/deltas/")

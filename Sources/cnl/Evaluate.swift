@@ -44,6 +44,9 @@ struct Evaluate: ParsableCommand {
     @Option(help: "Apply this cnl enhance delta file (tuned neuron slices) to the model first; refused for another base checkpoint.")
     var delta: String?
 
+    @Option(help: "Write the model (with --delta applied) as an HF directory (config.json + model.safetensors) that transformers loads.")
+    var saveModel: String?
+
     @Option(help: "Output directory (default: the config's 'output').")
     var output: String?
 
@@ -57,7 +60,7 @@ struct Evaluate: ParsableCommand {
             guard sigma > 0 && sigma.isFinite else { throw ValidationError("--sigma must be a positive number, got \(sigma)") }
             if let n = eraseRandom, n < 1 { throw ValidationError("--erase-random must be at least 1, got \(n)") }
             let request = EvaluateRequest(configPath: config, eraseRun: erase, sigma: sigma, eraseRandom: eraseRandom, seed: seed,
-                                          output: output, threads: threads, delta: delta)
+                                          output: output, threads: threads, delta: delta, saveModel: saveModel)
             guard let report = try EvaluateRun.execute(request, log: logLine) else { return }
             for line in report.summary { print(line) }
             print("wrote \(output ?? report.config.output)/{evaluation.json, samples.csv}")

@@ -27,14 +27,16 @@ final class EnhanceCommandTests: XCTestCase {
         return path
     }
 
-    /// Training records 9–16 (8 samples: one batch), evaluation records 101–104.
+    /// Training records 9–16 (8 samples), evaluation records 101–104.
     func configs(_ dir: URL) throws -> (train: String, eval: String) {
         (try gsm8k(dir, "train", offset: 8, limit: 8, task: false), try gsm8k(dir, "eval", offset: 100, limit: 4))
     }
 
-    func enhance(_ np: Int, _ run: String, _ c: (train: String, eval: String), out: String, extra: [String] = []) throws -> CLIResult {
-        try CLI.mpirun(np, ["enhance", run, "--train", c.train, "--eval", c.eval, "--epochs", "1,2", "--lr", "1e-4",
-                            "--arms", "located,random", "--random-seeds", "1", "--output", out] + extra)
+    /// Two epochs of batches of 4 (2 batches each) of the located arm and one random arm.
+    func enhance(_ np: Int, _ run: String, _ c: (train: String, eval: String), out: String, extra: [String] = [],
+                 environment: [String: String] = [:]) throws -> CLIResult {
+        try CLI.mpirun(np, ["enhance", run, "--train", c.train, "--eval", c.eval, "--epochs", "1,2", "--lr", "1e-4", "--batch-size", "4",
+                            "--arms", "located,random", "--random-seeds", "1", "--output", out] + extra, environment: environment)
     }
 
     /// The training set's token ids as cnl reads them, for the Python side.
@@ -79,20 +81,22 @@ final class EnhanceCommandTests: XCTestCase {
             let got = try outputs(out)
             if reference.isEmpty { reference = got } else { XCTAssertTrue(got == reference, "np \(np): outputs differ from np 1") }
         }
-        // Resume: a study of epoch 1 only, then the same study to epoch 2 trains epoch 2 from the state.
+        // Preemption: a stop signal (injected after the 3rd batch: epoch 2, batch 1 of 2) checkpoints
+        // and exits 75; the same command resumes in epoch 2 and ends in the same bytes.
         let resumed = dir.appendingPathComponent("resumed").path
-        var r = try CLI.mpirun(2, ["enhance", run, "--train", c.train, "--eval", c.eval, "--epochs", "1", "--lr", "1e-4",
-                                   "--arms", "located,random", "--random-seeds", "1", "--output", resumed])
+        var r = try enhance(2, run, c, out: resumed, environment: ["CNL_TEST_STOP_AFTER_BATCHES": "3"])
+        XCTAssertEqual(r.status, 75, r.stderr)
+        XCTAssertTrue(r.stderr.contains("stop signal; the arm's state is checkpointed"), r.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: resumed + "/enhance.json"), "a stopped study wrote its tables")
+        r = try enhance(3, run, c, out: resumed)
         XCTAssertEqual(r.status, 0, r.stderr)
-        r = try enhance(1, run, c, out: resumed)
-        XCTAssertEqual(r.status, 0, r.stderr)
-        XCTAssertTrue(r.stderr.contains("resuming after epoch 1"), r.stderr)
+        XCTAssertTrue(r.stderr.contains("resuming in epoch 2 after batch 1"), r.stderr)
         XCTAssertTrue(try outputs(resumed) == reference, "the resumed study's outputs differ from the uninterrupted one's")
 
         // float64 PyTorch: the same batches and Adam from the base weights.
         let np1 = dir.appendingPathComponent("np1").path
         let trainItems = try items(c.train, training: true)
-        let t = try python(["train", trainItems, "\(np1)/deltas/tiny_located-epoch1.safetensors", "--lr", "1e-4", "--batch", "8", "--seed", "0", "--epochs", "1"])
+        let t = try python(["train", trainItems, "\(np1)/deltas/tiny_located-epoch1.safetensors", "--lr", "1e-4", "--batch", "4", "--seed", "0", "--epochs", "1"])
         let relL2 = t["rel_l2"] as? Double ?? .infinity, worst = t["worst_over_lr"] as? Double ?? .infinity
         XCTAssertLessThanOrEqual(relL2, 1e-3, "\(t)")
         XCTAssertLessThanOrEqual(worst, 0.1, "\(t)")
@@ -100,7 +104,9 @@ final class EnhanceCommandTests: XCTestCase {
         // The delta through numpy (README) and through cnl evaluate --delta.
         let evalOut = dir.appendingPathComponent("evaluate").path
         let delta = "\(np1)/deltas/tiny_located-epoch2.safetensors"
-        r = try CLI.run(["evaluate", "--config", c.eval, "--delta", delta, "--output", evalOut])
+        let saved = dir.appendingPathComponent("saved-model").path
+        // (under mpirun, as the study ran: one BLAS thread, so the same float32 sums as the study's own evaluation)
+        r = try CLI.mpirun(1, ["evaluate", "--config", c.eval, "--delta", delta, "--output", evalOut, "--save-model", saved])
         XCTAssertEqual(r.status, 0, r.stderr)
         let rows = try String(contentsOfFile: evalOut + "/samples.csv", encoding: .utf8).split(separator: "\n").dropFirst()
         let ours = rows.map { Double($0.split(separator: ",")[5])! }
@@ -108,14 +114,26 @@ final class EnhanceCommandTests: XCTestCase {
         XCTAssertEqual(ours.count, theirs.count)
         let worstLL = zip(ours, theirs).map { abs($0 - $1) }.max() ?? .infinity
         XCTAssertLessThanOrEqual(worstLL, 1e-4, "cnl evaluate --delta \(ours) vs numpy-patched PyTorch \(theirs)")
+        // --save-model: transformers loads the directory; every value but the delta's is the base's.
+        let evalItems = try items(c.eval, training: false)
+        let h = try python(["saved", evalItems, delta, saved])
+        let savedLL = h["log_likelihoods"] as? [Double] ?? []
+        let worstSaved = zip(ours, savedLL).map { abs($0 - $1) }.max() ?? .infinity
+        XCTAssertEqual(savedLL.count, ours.count, "\(h)")
+        XCTAssertLessThanOrEqual(worstSaved, 1e-4, "transformers on the saved directory \(savedLL) vs cnl \(ours)")
+        XCTAssertEqual(h["values_differing_from_base_plus_delta"] as? Int, 0, "\(h)")
+        XCTAssertEqual((h["missing"] as? [String])?.isEmpty, true, "\(h)")
+        XCTAssertGreaterThan(h["values_set_by_delta"] as? Int ?? 0, 0, "\(h)")
         let report = try JSONSerialization.jsonObject(with: bytes(np1 + "/enhance.json")) as! [String: Any]
         let arm = (report["arms"] as! [[String: Any]]).first { $0["key"] as? String == "tiny:located" }!
         let epoch2 = (arm["epochs"] as! [[String: Any]]).first { $0["epoch"] as? Int == 2 }!
         let inStudy = ((epoch2["sets"] as! [String: Any])["eval"] as! [String: Any])["log_likelihood"] as! Double
         let fromDelta = ours.reduce(0, +) / Double(ours.count)
-        XCTAssertEqual(inStudy, fromDelta, accuracy: 1e-12, "the study's own evaluation and cnl evaluate --delta")
+        XCTAssertEqual(inStudy, fromDelta, accuracy: 1e-7, "the study's own evaluation and cnl evaluate --delta (samples.csv keeps 8 decimals)")
         print(String(format: "enhance: np 1/2/3 and resumed: identical deltas and tables; located epoch 1 vs float64 torch Adam: rel L2 %.1e, worst %.3f lr "
-                     + "(%d values); delta via numpy vs cnl evaluate --delta: worst |Δ ll| %.1e", relL2, worst, t["values"] as? Int ?? 0, worstLL))
+                     + "(%d values); delta via numpy vs cnl evaluate --delta: worst |Δ ll| %.1e; saved HF directory in transformers: worst |Δ ll| %.1e, "
+                     + "%d of %d values set by the delta, %d others differ from the base", relL2, worst, t["values"] as? Int ?? 0, worstLL, worstSaved,
+                     h["values_set_by_delta"] as? Int ?? -1, h["values"] as? Int ?? -1, h["values_differing_from_base_plus_delta"] as? Int ?? -1))
     }
 
     /// The without-located arm: every neuron but the located trains, the located stay erased;

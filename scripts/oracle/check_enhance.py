@@ -10,6 +10,12 @@
       its metadata gives, then prints JSON with the mean answer-token log-likelihood of each item
       (prompt, answer) under the patched model, to compare with `cnl evaluate --delta`.
 
+  check_enhance.py saved ITEMS.json DELTA.safetensors SAVED_DIR
+      `--save-model`'s HF directory: loads it with transformers (AutoModelForCausalLM), prints JSON
+      with each item's answer log-likelihood under it, and compares every tensor with the base
+      checkpoint dequantized by gguf-py (float32): how many values outside the delta's slices
+      differ (nothing else may move) and whether the slices hold the delta's values.
+
 ITEMS.json: [{"prompt": [ids], "answer": [ids]}, ...] (the token ids cnl used).
 """
 import json
@@ -125,6 +131,23 @@ def apply(items, delta_path):
         return {"log_likelihoods": [float(-fe.nll(m, it["prompt"], it["answer"]).item()) for it in items]}
 
 
+def saved(items, delta_path, saved_dir):
+    import transformers as T
+    m = T.AutoModelForCausalLM.from_pretrained(saved_dir, dtype=torch.float32, attn_implementation="eager").eval()
+    with torch.no_grad():
+        lls = [float(-fe.nll(m, it["prompt"], it["answer"]).item()) for it in items]
+    tuned = load_file(os.path.join(saved_dir, "model.safetensors"))
+    base = {k: v.numpy().astype(np.float32) for k, v in model().state_dict().items()}
+    # The expected tensors: the base with the delta's rows written in (the README recipe).
+    expected = {k: v.copy() for k, v in base.items() if k in tuned}
+    apply_delta(expected, delta_path)
+    changed_by_delta = sum(int(np.sum(expected[k] != base[k])) for k in expected)
+    differing = sum(int(np.sum(tuned[k] != expected[k])) for k in expected)
+    return {"log_likelihoods": lls, "tensors": len(tuned), "values": int(sum(v.size for v in tuned.values())),
+            "missing": sorted(set(base) - set(tuned) - {"lm_head.weight"}), "values_set_by_delta": changed_by_delta,
+            "values_differing_from_base_plus_delta": differing}
+
+
 def main():
     torch.set_num_threads(int(os.environ.get("OPENBLAS_NUM_THREADS", "1")))
     fa.float64_throughout()
@@ -133,6 +156,8 @@ def main():
     if args[0] == "train":
         opts = dict(zip(args[3::2], args[4::2]))
         out = train(items, args[2], float(opts["--lr"]), int(opts["--batch"]), int(opts["--seed"]), int(opts["--epochs"]))
+    elif args[0] == "saved":
+        out = saved(items, args[2], args[3])
     else:
         out = apply(items, args[2])
     print(json.dumps(out))

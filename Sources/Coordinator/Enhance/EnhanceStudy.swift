@@ -19,11 +19,14 @@ public struct EnhanceRequest: Sendable {
     public var output: String
     public var force: Bool
     public var threads: Int?
+    /// Write each pair's located arm after the last epoch as an HF directory <saveModel>/<run>.
+    public var saveModel: String?
 
     public init(runs: [String], trains: [String], evals: [String], sigma: Double = 6, epochs: [Int] = [1, 5, 10], randomSeeds: Int = 3,
-                arms: [EnhanceArm] = EnhanceArm.allCases, settings: TrainingSettings = .init(), output: String, force: Bool = false, threads: Int? = nil) {
+                arms: [EnhanceArm] = EnhanceArm.allCases, settings: TrainingSettings = .init(), output: String, force: Bool = false, threads: Int? = nil,
+                saveModel: String? = nil) {
         (self.runs, self.trains, self.evals, self.sigma, self.epochs, self.randomSeeds) = (runs, trains, evals, sigma, epochs, randomSeeds)
-        (self.arms, self.settings, self.output, self.force, self.threads) = (arms, settings, output, force, threads)
+        (self.arms, self.settings, self.output, self.force, self.threads, self.saveModel) = (arms, settings, output, force, threads, saveModel)
     }
 }
 
@@ -118,6 +121,7 @@ public enum EnhanceStudy {
 
     /// Runs on every rank; the report on the root, nil elsewhere.
     public static func execute(_ request: EnhanceRequest, log: @escaping (String) -> Void) throws -> EnhanceReport? {
+        CheckpointKeeper.catchStopSignals()
         let mpi = try MPIContext()
         defer { mpi.finalize() }
         BLASThreads.set(LocalizationRun.blasThreads(requested: request.threads, mpi: mpi))
@@ -175,29 +179,49 @@ public enum EnhanceStudy {
                 let trainer = SliceTrainer(model: model, slices: slices, settings: work.settings, items: work.trainSets[arm.pair], mpi: mpi)
                 let saved = trainer.parameters.values()
                 let statePath = root.statePath(arm.key)
-                let resumedAt = try trainer.shareResumed(epoch: trainer.readState(identity: arm.identity, from: statePath))
+                let at = try trainer.shareResumed(trainer.readState(identity: arm.identity, from: statePath))
                 if mpi.rank == 0 {
                     log("[\(a + 1)/\(work.arms.count)] \(arm.key): \(arm.trained.count) neurons trained"
                         + (arm.erased.isEmpty ? "" : ", \(arm.erased.count) erased") + ", \(trainer.parameters.count) parameters"
-                        + (resumedAt > 0 ? "; resuming after epoch \(resumedAt)" : ""))
+                        + (at.epoch == 0 ? "" : at.batches == 0 ? "; resuming after epoch \(at.epoch)"
+                                                                : "; resuming in epoch \(at.epoch) after batch \(at.batches)"))
                 }
-                // The state after each epoch is written once its evaluation (if listed) is on file:
-                // a stop loses at most the epoch in progress.
-                for epoch in stride(from: resumedAt + 1, through: work.epochs.last ?? 0, by: 1) {
+                // The state after each epoch is written once its evaluation (if listed) is on file,
+                // and on a stop signal at the next batch boundary: a stop loses at most a batch.
+                for epoch in stride(from: max(at.epoch, 1), through: work.epochs.last ?? 0, by: 1) {
                     let started = Date()
-                    let loss = try trainer.runEpoch(epoch, label: arm.key, log: log)
+                    let trained = epoch == at.epoch && at.batches == 0   // complete in the state, its evaluation pending
+                    if epoch == at.epoch && trained && arm.evaluated.contains(epoch) { continue }
+                    let first = epoch == at.epoch ? at.batches : 0
+                    var lossSum = epoch == at.epoch ? at.lossSum : 0
+                    if !trained {
+                        lossSum = try trainer.runEpoch(epoch, from: first, lossSum: lossSum, label: arm.key, log: log, onStop: { b, sum in
+                            try trainer.writeState(epoch: epoch, batches: b, lossSum: sum, identity: arm.identity, to: statePath)
+                        }) ?? 0
+                        if CheckpointKeeper.stopRequested {   // at the epoch's last batch: keep it whole, evaluate after the resume
+                            if mpi.rank == 0 { try trainer.writeState(epoch: epoch, lossSum: lossSum, identity: arm.identity, to: statePath) }
+                            throw SliceTrainer.Stopped()
+                        }
+                    }
                     if work.epochs.contains(epoch), !arm.evaluated.contains(epoch) {
                         let stats = try evaluateAll(arm.key)
                         if mpi.rank == 0 {
-                            try root.recordEpoch(arm, epoch: epoch, loss: loss, stats: stats, seconds: Date().timeIntervalSince(started), model: model,
+                            try root.recordEpoch(arm, epoch: epoch, loss: lossSum / Double(max(trainer.batchesPerEpoch, 1)), stats: stats,
+                                                 seconds: Date().timeIntervalSince(started), model: model,
                                                  slices: NeuronSlices(neurons: arm.trained + arm.erased, upAndDown: work.settings.upAndDown), log: log)
                         }
                     }
-                    if mpi.rank == 0 { try trainer.writeState(epoch: epoch, identity: arm.identity, to: statePath) }
+                    if mpi.rank == 0 { try trainer.writeState(epoch: epoch, lossSum: lossSum, identity: arm.identity, to: statePath) }
                 }
                 trainer.parameters.assign(saved)
                 model.restore(erasure)
             }
+        } catch is SliceTrainer.Stopped {
+            if mpi.rank == 0 {
+                log("cnl: stop signal; the arm's state is checkpointed in \(request.output)/jobs; exiting with status \(CheckpointKeeper.requeueStatus) (run the same command to resume)")
+            }
+            mpi.finalize()
+            exit(CheckpointKeeper.requeueStatus)
         } catch {
             FileHandle.standardError.write(Data("cnl: error: rank \(mpi.rank): \(error.localizedDescription)\n".utf8))
             mpi.abort(code: 1)
@@ -257,6 +281,7 @@ public enum EnhanceStudy {
         if let dup = runNames.first(where: { n in runNames.filter { $0 == n }.count > 1 }) {
             throw OfflineError.badOption("two runs are both named '\(dup)'; the tables name runs by their directory names")
         }
+        if request.saveModel != nil { _ = try ModelRegistry.hfConfigJSON(path: modelPath) }   // an unsupported checkpoint fails now
         let loaded = try ModelRegistry.load(path: modelPath)
         let tokenizer = try loaded.requireTokenizer()
         let d = loaded.model.dimensions
@@ -397,6 +422,12 @@ extension EnhanceStudy.Root {
                                         "run": runs[arm.pair].directory, "train": request.trains[arm.pair],
                                         "trained": String(arm.trained.count), "erased": String(arm.erased.count)])
         try delta.write(to: deltaPath(arm.key, epoch), modelType: modelType)
+        if let dir = request.saveModel, arm.arm == .located, epoch == request.epochs.last {
+            let target = (dir as NSString).appendingPathComponent(runs[arm.pair].name)
+            try HFModelWriter.write(model, sourcePath: modelPath, to: target,
+                                    metadata: ["base_sha256": modelSHA, "arm": arm.key, "epoch": String(epoch)])
+            log("wrote \(arm.key) after epoch \(epoch) to \(target)/{config.json, model.safetensors}")
+        }
         try AtomicFile.write(try JSONEncoder().encode(record), to: file)
         results[arm.key, default: [:]][epoch] = record
         let parts = sets.compactMap { s in stats[s.name].map { st in

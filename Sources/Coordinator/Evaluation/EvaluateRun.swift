@@ -16,11 +16,13 @@ public struct EvaluateRequest: Sendable {
     public var threads: Int?
     /// A `cnl enhance` delta file applied to the model before evaluating (and before any erase).
     public var delta: String?
+    /// Write the model (with `delta` applied, before any erase) as an HF directory here.
+    public var saveModel: String?
 
     public init(configPath: String, eraseRun: String? = nil, sigma: Double = 6, eraseRandom: Int? = nil, seed: UInt64 = 0,
-                output: String? = nil, threads: Int? = nil, delta: String? = nil) {
+                output: String? = nil, threads: Int? = nil, delta: String? = nil, saveModel: String? = nil) {
         self.configPath = configPath; self.eraseRun = eraseRun; self.sigma = sigma; self.eraseRandom = eraseRandom
-        self.seed = seed; self.output = output; self.threads = threads; self.delta = delta
+        self.seed = seed; self.output = output; self.threads = threads; self.delta = delta; self.saveModel = saveModel
     }
 }
 
@@ -98,6 +100,11 @@ public enum EvaluateRun {
             }
             let loaded = try ModelRegistry.load(path: config.model)
             if let delta, let p = request.delta { try delta.apply(to: loaded.model, modelSHA256: modelSHA, path: p, modelPath: config.model) }
+            if let dir = request.saveModel {
+                try HFModelWriter.write(loaded.model, sourcePath: config.model, to: dir,
+                                        metadata: ["base_sha256": modelSHA, "delta": request.delta ?? ""])
+                log("wrote the model\(request.delta.map { " with \($0) applied" } ?? "") to \(dir)/{config.json, model.safetensors}")
+            }
             let tokenizer = try loaded.requireTokenizer()
             let d = loaded.model.dimensions
             let set = try EvaluationSet.load(configPath: request.configPath, config: config, tokenizer: tokenizer, contextLength: d.contextLength)

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# The paper's Table 2 on SmolLM2: for every set, the localization run of configs/table3/locate-<set>.yaml
+# (128 samples; IMDB 100) into runs/table3/<set>, then one `cnl enhance` per σ over all sets: each
+# run's neurons tuned on configs/table2/train-<set>.yaml, every arm evaluated on every
+# configs/table2/eval-<set>.yaml (Table 2 on the set's own data, the cross matrix and Table 5 on
+# the others), into runs/table2/s<σ>/.
+#
+#   scripts/table2.sh                                   GSM8K, ASDiv, BoolQ, IMDB; σ 6 and 3; epochs 1,5,10; K = 3
+#   NP=2 SETS="gsm8k boolq" SIGMAS=6 ARMS=located,random scripts/table2.sh
+#
+# Everything resumes: a finished localization (report.json) is kept, a stopped one resumes from its
+# checkpoints, and cnl enhance resumes its arms from jobs/ (to the same bytes).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+NP=${NP:-1}
+SETS=${SETS:-"gsm8k asdiv boolq imdb"}
+SIGMAS=${SIGMAS:-"6 3"}
+EPOCHS=${EPOCHS:-1,5,10}
+K=${K:-3}
+ARMS=${ARMS:-located,random,without-located}
+CNL=.build/release/cnl
+[ -x "$CNL" ] || swift build -c release
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
+runs=() trains=() evals=()
+for set in $SETS; do
+    out=runs/table3/$set
+    if [ ! -f "$out/report.json" ]; then
+        args=(--config "configs/table3/locate-$set.yaml" --output "$out")
+        [ -d "$out/checkpoints" ] && args+=(--resume)
+        echo "table2: locating $set → $out"
+        mpirun --oversubscribe -np "$NP" "$CNL" locate "${args[@]}"
+    fi
+    runs+=("$out"); trains+=(--train "configs/table2/train-$set.yaml"); evals+=(--eval "configs/table2/eval-$set.yaml")
+done
+for sigma in $SIGMAS; do
+    echo "table2: σ = $sigma → runs/table2/s$sigma"
+    mpirun --oversubscribe -np "$NP" "$CNL" enhance "${runs[@]}" "${trains[@]}" "${evals[@]}" --sigma "$sigma" \
+        --epochs "$EPOCHS" --random-seeds "$K" --arms "$ARMS" --output "runs/table2/s$sigma"
+done
