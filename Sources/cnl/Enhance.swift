@@ -11,12 +11,12 @@ struct Enhance: ParsableCommand {
         mask at --sigma) are tuned on that config's records (prompt → gold answer, the answer tokens' mean NLL, \
         teacher-forced). The arms: located; random (as many neurons drawn uniformly from all L·J, seeds \
         0..K-1); without-located (the located neurons erased, every other neuron trained). Each neuron's W_in row \
-        and bias train (--up-and-down: also its W_up row and W_out column); nothing else in the model changes. \
+        (and bias, where the model has one) trains (--up-and-down: also its W_up row and W_out column); nothing else in the model changes. \
         Adam (β 0.9, 0.999, ε 1e-8, no weight decay), a seeded shuffle every epoch, batches shared among the \
         ranks and summed exactly: the tuned weights are the same bits for any rank count.
 
         After every listed epoch each arm is evaluated on every --eval config (as cnl evaluate does) and its tuned \
-        slices are written to <output>/deltas/<arm>-epoch<e>.safetensors (apply one with cnl evaluate --delta). \
+        slices are written to <output>/deltas/<run>_<arm>-epoch<e>.safetensors (apply one with cnl evaluate --delta). \
         Writes <output>/enhance.json, enhance.csv, enhance.md (Table 2, Table 5, the cross matrix), enhance.svg \
         and cross.csv / cross.svg. The state after every epoch is kept in <output>/jobs/: the same command again \
         resumes a stopped study to the same bytes; --force starts over.
@@ -24,7 +24,7 @@ struct Enhance: ParsableCommand {
         Refused before any training: an evaluation record that is also a training record or one of a run's \
         localization records, a σ that locates no neuron, another model than the runs', a bad --lr or --epochs.
 
-        Example: mpirun -np 2 cnl enhance runs/table2/gsm8k --train configs/table2/train-gsm8k.yaml \
+        Example: mpirun -np 2 cnl enhance runs/table3/gsm8k --train configs/table2/train-gsm8k.yaml \
         --eval configs/table2/eval-gsm8k.yaml --eval configs/table2/eval-asdiv.yaml --epochs 1,5,10 --random-seeds 3
         """)
 
