@@ -40,7 +40,7 @@ public enum EnhanceBenchmark {
         let trainer = SliceTrainer(model: model, slices: NeuronSlices(neurons: chosen), settings: TrainingSettings(batchSize: batchSize),
                                    items: items, mpi: mpi)
         let start = Date()
-        let loss = try trainer.runEpoch(1, label: "bench", log: { _ in }) ?? .nan
+        let loss = (try trainer.runEpoch(1, label: "bench", log: { _ in }) ?? .nan) / Double(max(trainer.batchesPerEpoch, 1))
         let seconds = Date().timeIntervalSince(start)
         return EnhanceBenchmarkResult(samples: items.count, tokens: items.map { $0.prompt.count + $0.answer.count - 1 }.reduce(0, +),
                                       neurons: chosen.count, values: trainer.parameters.count, seconds: seconds, threads: threads, meanLoss: loss)
