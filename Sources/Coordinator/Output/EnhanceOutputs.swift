@@ -62,8 +62,8 @@ public enum EnhanceOutputs {
     static func markdown(_ r: EnhanceReport) -> String {
         var s = "# Enhance: tuning only the located neurons (Table 2)\n\n"
         s += "Model `\(r.modelPath)` (sha256 \(r.modelSHA256.prefix(12))…); σ = \(RunOutputs.sigmaName(r.sigma)); Adam lr \(r.settings.learningRate), "
-        s += "batch \(r.settings.batchSize), shuffle seed \(r.settings.seed); trained slices: each neuron's W_in row (and bias where the model has one)\(r.settings.upAndDown ? ", W_up row and W_out column" : "") "
-        s += "of each neuron; random arm: \(r.randomSeeds) seed\(r.randomSeeds == 1 ? "" : "s") (mean ± sd); \(r.ranks) rank\(r.ranks == 1 ? "" : "s"), "
+        s += "batch \(r.settings.batchSize), shuffle seed \(r.settings.seed); trained slices: each neuron's W_in row (and bias where the model has one)\(r.settings.upAndDown ? ", W_up row and W_out column" : "")"
+        s += "; random arm: \(r.randomSeeds) seed\(r.randomSeeds == 1 ? "" : "s") (mean ± sd); \(r.ranks) rank\(r.ranks == 1 ? "" : "s"), "
         s += String(format: "%.0f s.\n\n", r.seconds)
         for p in r.pairs {
             s += "- **\(p.name)**: \(p.located) located neurons from `\(p.run)`, trained on `\(p.trainConfig)` (\(p.trainSamples) samples)\n"
@@ -100,10 +100,12 @@ public enum EnhanceOutputs {
             }
         }
         if r.pairs.count > 1 || r.sets.count > 1, let epoch = r.epochs.last {
-            s += "\n## Cross-dataset matrix (Fig. 5a), epoch \(epoch): located change − mean random change in accuracy\n\n"
-            s += "| tuned on \\ evaluated on | " + r.sets.map(\.name).joined(separator: " | ") + " |\n|---|" + r.sets.map { _ in "---:|" }.joined() + "\n"
-            for p in r.pairs {
-                s += "| \(p.name) | " + r.sets.map { set in crossValue(r, train: p.name, set: set.name, accuracy: true).map(signed) ?? "–" }.joined(separator: " | ") + " |\n"
+            for accuracy in [true, false] {
+                s += "\n## Cross-dataset matrix (Fig. 5a), epoch \(epoch): located change − mean random change in \(accuracy ? "accuracy" : "log-likelihood")\n\n"
+                s += "| tuned on \\ evaluated on | " + r.sets.map(\.name).joined(separator: " | ") + " |\n|---|" + r.sets.map { _ in "---:|" }.joined() + "\n"
+                for p in r.pairs {
+                    s += "| \(p.name) | " + r.sets.map { set in crossValue(r, train: p.name, set: set.name, accuracy: accuracy).map(signed) ?? "–" }.joined(separator: " | ") + " |\n"
+                }
             }
         }
         return s
