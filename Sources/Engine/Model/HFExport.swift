@@ -40,7 +40,7 @@ extension ModelRegistry {
         }
         let enc = JSONEncoder()
         enc.outputFormatting = [.prettyPrinted, .sortedKeys]
-        var object = try JSONSerialization.jsonObject(with: try enc.encode(try LlamaConfig(gguf: gguf))) as! [String: Any]
+        var object = (try JSONSerialization.jsonObject(with: try enc.encode(try LlamaConfig(gguf: gguf))) as? [String: Any]) ?? [:]
         object["model_type"] = "llama"
         object["architectures"] = ["LlamaForCausalLM"]
         object["torch_dtype"] = "float32"
