@@ -99,6 +99,7 @@ SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
 CredType=cred/munge
+AuthInfo=cred_expire=15
 SlurmctldPort=6817
 SlurmdPort=6818
 StateSaveLocation=$STATE_DIR

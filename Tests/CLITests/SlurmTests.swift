@@ -82,6 +82,30 @@ final class SlurmTests: XCTestCase {
         print("slurm: scores.safetensors (\(viaSlurm.count) bytes) byte-identical to mpirun -np 2: \(viaSlurm == viaMpirun)")
     }
 
+    /// A step that "succeeds" without running cnl to the end (srun exits 0 although its tasks
+    /// never started, as Slurm 22.05 did on a requeued job's rerun; here: `true` in place of
+    /// cnl) must not pass for a finished run: every template checks for a fresh report.json
+    /// and fails the job, naming the run directory.
+    func testStepThatExitsZeroWithoutAReportFailsTheJob() throws {
+        try startCluster()
+        let sbatch = try tool("sbatch")
+        let dir = try CLI.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        for template in ["locate-one-node", "locate-multi-node"] {
+            let out = dir.appendingPathComponent(template).path
+            let log = dir.appendingPathComponent("\(template).log").path
+            let name = "cnl-test-\(UUID().uuidString.prefix(8))"
+            let job = try CLI.launch(sbatch, ["--wait", "--job-name=\(name)", "--nodes=1", "--ntasks-per-node=2", "--overcommit", "--time=5",
+                                              "--no-requeue", "--output=\(log)", "--export=ALL,CNL_BIN=/bin/true",
+                                              "slurm/\(template).sbatch", "configs/tiny.yaml", out],
+                                     environment: [:], timeout: 300)
+            if job.status == -1 { cancel(jobName: name) }
+            let jobLog = (try? String(contentsOfFile: log, encoding: .utf8)) ?? "(no log at \(log))"
+            XCTAssertEqual(job.status, 1, "\(template): a step without a report must fail the job; log:\n\(jobLog)")
+            XCTAssertTrue(jobLog.contains("error: srun exited 0 but no new \(out)/report.json"), "\(template):\n\(jobLog)")
+        }
+    }
+
     /// Preemption under Slurm with the real cnl: `scancel --signal=USR1 --batch` (what
     /// --signal=B:USR1@120 sends before the time limit) reaches the batch shell, whose trap
     /// forwards it through srun to every rank; each checkpoints and exits 75, the template
@@ -124,16 +148,12 @@ final class SlurmTests: XCTestCase {
         guard waitFor("the run to start", seconds: 180, { FileManager.default.fileExists(atPath: out + "/checkpoints/g0-r1.cnlck") })
         else { return }
         _ = slurm("scancel", ["--signal=USR1", "--batch", id])
-        // Slurm holds a requeued job back (BeginTime ≈ now + 2 min); let it start at once.
-        guard waitFor("the job to be requeued", seconds: 120, { field("JobState") == "PENDING" && field("Restarts") == "1" }) else { return }
-        // A rerun started in the same second as the requeue is refused by slurmd ("Job 25
-        // already killed, do not launch batch job": the first run's credential was revoked
-        // then, at one-second resolution) and the job ends FAILED, exit 1:0, with no line in
-        // its log. Slurm's own hold avoids that; here: the node released, then 2 s more.
-        guard waitFor("the node to be released", seconds: 120, { slurm("sinfo", ["-h", "-o", "%T"]) == "idle" }) else { return }
-        Thread.sleep(forTimeInterval: 2)
-        let update = try CLI.launch(try tool("scontrol"), ["update", "JobId=\(id)", "StartTime=now"], environment: [:], timeout: 60)
-        XCTAssertEqual(update.status, 0, "scontrol update StartTime=now: \(update.stderr)")
+        guard waitFor("the job to be requeued", seconds: 120, { field("Restarts") == "1" }) else { return }
+        // Slurm holds a requeued job back until its credentials have expired (BeginTime = requeue
+        // + cred_expire + 1 s; the test cluster sets AuthInfo=cred_expire=15). Forcing an earlier
+        // start (scontrol update StartTime=now) raced with the revocation of the first run's
+        // credentials: the rerun's batch script was refused ("already killed") or its srun step
+        // failed to launch ("task 0 launch failed") and srun still exited 0.
         let ended = ["COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY"]
         guard waitFor("the requeued job to finish", seconds: 900, { field("JobState").map(ended.contains) ?? false }) else { return }
         finished = true
