@@ -32,33 +32,24 @@ public struct LocateRequest: Sendable {
     }
 }
 
-/// What the root broadcasts after planning: the work, or why there is none.
-struct PlanMessage: Codable {
-    struct Work: Codable {
-        var modelPath: String
-        var options: AttributionOptions
-        var buckets: Int
-        /// Samples attributed by this job (all but those already in checkpoints).
-        var totalSamples: Int
-        var assignment: [[ShardSample]]
-        var generation: Int
-        var identity: [String: String]
-        var runDirectory: String
-        var store: StorePrecision?
-        /// Pipeline stages per group: with G = ranks / P groups, world rank r is stage r / G of group r mod G.
-        var stages: Int
-        var stageBalance: StageBalance
-        var sharedWeights: Bool
-        /// Dynamic: `assignment` is one queue that the ranks take samples from as they finish.
-        var dynamic: Bool
-    }
-    var work: Work?
-    var error: String?
-}
-
-/// What the root broadcasts after writing the run directory: nil error when it all went well.
-struct OutcomeMessage: Codable {
-    var error: String?
+/// What the root broadcasts after planning a localization job: what every rank needs to attribute its samples.
+struct LocateWork: Codable {
+    var modelPath: String
+    var options: AttributionOptions
+    var buckets: Int
+    /// Samples attributed by this job (all but those already in checkpoints).
+    var totalSamples: Int
+    var assignment: [[ShardSample]]
+    var generation: Int
+    var identity: [String: String]
+    var runDirectory: String
+    var store: StorePrecision?
+    /// Pipeline stages per group: with G = ranks / P groups, world rank r is stage r / G of group r mod G.
+    var stages: Int
+    var stageBalance: StageBalance
+    var sharedWeights: Bool
+    /// Dynamic: `assignment` is one queue that the ranks take samples from as they finish.
+    var dynamic: Bool
 }
 
 public enum LocalizationRun {
@@ -76,27 +67,16 @@ public enum LocalizationRun {
 
         // 1. Plan on the root; broadcast it (or the error).
         var rootState: RootState?
-        var message = PlanMessage()
-        if mpi.rank == 0 {
-            do {
-                // With other ranks about, the weights are read after the plan, once the ranks
-                // know who shares them; planning checks the checkpoint without reading them.
-                let state = try plan(request, ranks: mpi.size, placement: request.sharedWeights && mpi.size > 1 ? .skeleton : .own, log: log)
-                rootState = state
-                message.work = .init(modelPath: state.config.model, options: state.config.attributionOptions,
-                                     buckets: state.plan.bucketCount, totalSamples: state.plan.assignment.map(\.count).reduce(0, +),
-                                     assignment: state.plan.assignment, generation: state.generation, identity: state.identity,
-                                     runDirectory: state.config.output, store: request.store, stages: state.config.stages, stageBalance: state.config.stageBalance,
-                                     sharedWeights: request.sharedWeights, dynamic: state.config.assignment == .dynamic)
-            } catch {
-                message.error = error.localizedDescription
-            }
-        }
-        let received = try mpi.broadcast(mpi.rank == 0 ? Array(try JSONEncoder().encode(message)) : [])
-        let decoded = try JSONDecoder().decode(PlanMessage.self, from: Data(received))
-        guard let work = decoded.work else {
-            if mpi.rank == 0 { throw PlanFailure(reporting: decoded.error ?? "planning failed", log: log) }
-            throw LocalizationError.failedOnAnotherRank
+        let work = try RootDecision.broadcast(mpi, log: log) {
+            // With other ranks about, the weights are read after the plan, once the ranks
+            // know who shares them; planning checks the checkpoint without reading them.
+            let state = try plan(request, ranks: mpi.size, placement: request.sharedWeights && mpi.size > 1 ? .skeleton : .own, log: log)
+            rootState = state
+            return LocateWork(modelPath: state.config.model, options: state.config.attributionOptions,
+                              buckets: state.plan.bucketCount, totalSamples: state.plan.assignment.map(\.count).reduce(0, +),
+                              assignment: state.plan.assignment, generation: state.generation, identity: state.identity,
+                              runDirectory: state.config.output, store: request.store, stages: state.config.stages, stageBalance: state.config.stageBalance,
+                              sharedWeights: request.sharedWeights, dynamic: state.config.assignment == .dynamic)
         }
         let planned = Date()
 
@@ -197,9 +177,9 @@ public enum LocalizationRun {
         // 4. The root computes the paper's numbers and writes the run directory; every rank
         //    learns whether that worked, so a failure there still fails every rank.
         var report: RunReport?
-        var outcome = OutcomeMessage()
-        if mpi.rank == 0, let state = rootState, let total, let perRank, let sums = keeper?.sums {
-            do {
+        let written = Result {
+            try RootDecision.broadcast(mpi, log: log) { () -> Bool in
+                guard let state = rootState, let total, let perRank, let sums = keeper?.sums else { return true }
                 var estimatedCost = state.plan.estimatedCost
                 if let queueOwners {
                     // Dynamic: each rank's estimate is that of the samples it took.
@@ -247,19 +227,14 @@ public enum LocalizationRun {
                 // The report marks the run finished; its checkpoints are no longer needed.
                 checkpoints.removeAll()
                 report = r
-            } catch {
-                outcome.error = error.localizedDescription
+                return true
             }
         }
-        let final = try JSONDecoder().decode(OutcomeMessage.self, from: Data(try mpi.broadcast(mpi.rank == 0 ? Array(try JSONEncoder().encode(outcome)) : [])))
         // The report is written (or failed to be): the directory is free for the next job.
         rootState?.runLock.release()
         // Every rank is past its last use of the model: the shared window can go.
         try nodeWeights?.free()
-        if let e = final.error {
-            if mpi.rank == 0 { throw PlanFailure(reporting: e, log: log) }
-            throw LocalizationError.failedOnAnotherRank
-        }
+        _ = try written.get()
         return report
     }
 

@@ -25,9 +25,7 @@ struct ModelOptions: ParsableArguments {
     var threads: Int?
 
     func validate() throws {
-        if let threads, threads < 1 || threads > 1024 {
-            throw ValidationError("--threads must be between 1 and 1024, got \(threads)")
-        }
+        try OptionChecks.threads(threads)
         guard FileManager.default.fileExists(atPath: model) else {
             throw ValidationError("model '\(model)' does not exist; pass a .gguf file or an HF model directory")
         }

@@ -75,16 +75,15 @@ struct Enhance: ParsableCommand {
 
     func run() throws {
         try runOnEveryRank {
-            if runs.isEmpty { throw ValidationError("give at least one run directory") }
-            if evals.isEmpty { throw ValidationError("give at least one --eval config") }
+            try OptionChecks.study(runs: runs, evals: evals)
             if trains.count != runs.count {
                 throw ValidationError("\(runs.count) run director\(runs.count == 1 ? "y" : "ies") but \(trains.count) --train config\(trains.count == 1 ? "" : "s"); give one --train per run, in the same order")
             }
-            if let threads, threads < 1 || threads > 1024 { throw ValidationError("--threads must be between 1 and 1024, got \(threads)") }
+            try OptionChecks.threads(threads)
             guard lr > 0 && lr.isFinite else { throw ValidationError("--lr must be a positive finite number, got \(lr)") }
             guard sigma > 0 && sigma.isFinite else { throw ValidationError("--sigma must be a positive number, got \(sigma)") }
             guard batchSize >= 1 && batchSize <= 4096 else { throw ValidationError("--batch-size must be between 1 and 4096, got \(batchSize)") }
-            guard randomSeeds >= 0 && randomSeeds <= 1000 else { throw ValidationError("--random-seeds must be between 0 and 1000, got \(randomSeeds)") }
+            try OptionChecks.randomSeeds(randomSeeds)
             let epochList = try epochs.split(separator: ",", omittingEmptySubsequences: false).map { p -> Int in
                 guard let v = Int(p.trimmingCharacters(in: .whitespaces)) else { throw ValidationError("--epochs: '\(p)' is not a whole number") }
                 return v

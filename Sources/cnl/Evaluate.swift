@@ -55,7 +55,7 @@ struct Evaluate: ParsableCommand {
 
     func run() throws {
         try runOnEveryRank {
-            if let threads, threads < 1 || threads > 1024 { throw ValidationError("--threads must be between 1 and 1024, got \(threads)") }
+            try OptionChecks.threads(threads)
             if erase != nil && eraseRandom != nil { throw ValidationError("give one of --erase and --erase-random, not both") }
             guard sigma > 0 && sigma.isFinite else { throw ValidationError("--sigma must be a positive number, got \(sigma)") }
             if let n = eraseRandom, n < 1 { throw ValidationError("--erase-random must be at least 1, got \(n)") }
@@ -120,10 +120,9 @@ struct Erase: ParsableCommand {
 
     func run() throws {
         try runOnEveryRank {
-            if runs.isEmpty { throw ValidationError("give at least one run directory") }
-            if evals.isEmpty { throw ValidationError("give at least one --eval config") }
-            if let threads, threads < 1 || threads > 1024 { throw ValidationError("--threads must be between 1 and 1024, got \(threads)") }
-            guard randomSeeds >= 0 && randomSeeds <= 1000 else { throw ValidationError("--random-seeds must be between 0 and 1000, got \(randomSeeds)") }
+            try OptionChecks.study(runs: runs, evals: evals)
+            try OptionChecks.threads(threads)
+            try OptionChecks.randomSeeds(randomSeeds)
             let sigmas = try sigma.flatMap { $0.split(separator: ",") }.map { p -> Double in
                 guard let v = Double(p.trimmingCharacters(in: .whitespaces)), v > 0, v.isFinite else {
                     throw ValidationError("--sigma: '\(p)' is not a positive number")

@@ -151,7 +151,7 @@ struct Locate: ParsableCommand {
 
     func run() throws {
         try runOnEveryRank {
-            if let threads, threads < 1 || threads > 1024 { throw ValidationError("--threads must be between 1 and 1024, got \(threads)") }
+            try OptionChecks.threads(threads)
             guard progressEvery > 0 else { throw ValidationError("--progress-every must be positive, got \(progressEvery)") }
             guard checkpointEvery >= 0 else { throw ValidationError("--checkpoint-every must be 0 or more, got \(checkpointEvery)") }
             guard let precision = ScoreStorePrecision(rawValue: storePrecision) else {

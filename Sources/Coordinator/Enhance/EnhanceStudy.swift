@@ -129,26 +129,14 @@ public enum EnhanceStudy {
         root.ranks = mpi.size
 
         var planned: (work: EnhanceWork, model: TransformerModel, tokenizer: Tokenizer)?
-        var message = Message()
-        if mpi.rank == 0 {
-            do {
-                let p = try plan(root, log: log)
-                if let small = p.work.sets.first(where: { $0.items.count < mpi.size }) {
-                    throw EvaluationError.tooFewSamples(config: small.name, samples: small.items.count, ranks: mpi.size)
-                }
-                if let i = p.work.trainSets.firstIndex(where: { $0.count < mpi.size }) {
-                    throw EnhanceError.tooFewTrainingSamples(config: request.trains[i], samples: p.work.trainSets[i].count, ranks: mpi.size)
-                }
-                planned = p
-                message.work = p.work
-            } catch {
-                message.error = error.localizedDescription
+        let work = try RootDecision.broadcast(mpi, log: log) {
+            let p = try plan(root, log: log)
+            try EvaluationExecutor.checkSizes(p.work.sets, ranks: mpi.size)
+            if let i = p.work.trainSets.firstIndex(where: { $0.count < mpi.size }) {
+                throw EnhanceError.tooFewTrainingSamples(config: request.trains[i], samples: p.work.trainSets[i].count, ranks: mpi.size)
             }
-        }
-        let decoded = try JSONDecoder().decode(Message.self, from: Data(try mpi.broadcast(mpi.rank == 0 ? Array(try JSONEncoder().encode(message)) : [])))
-        guard let work = decoded.work else {
-            if mpi.rank == 0 { throw PlanFailure(reporting: decoded.error ?? "planning failed", log: log) }
-            throw LocalizationError.failedOnAnotherRank
+            planned = p
+            return p.work
         }
 
         do {
@@ -227,23 +215,14 @@ public enum EnhanceStudy {
             mpi.abort(code: 1)
         }
 
-        var outcome = Message()
-        if mpi.rank == 0 {
-            do {
-                let r = root.makeReport()
-                try EnhanceOutputs.write(r, to: request.output)
-                root.report = r
-            } catch { outcome.error = error.localizedDescription }
-        }
-        let final = try JSONDecoder().decode(Message.self, from: Data(try mpi.broadcast(mpi.rank == 0 ? Array(try JSONEncoder().encode(outcome)) : [])))
-        if let e = final.error {
-            if mpi.rank == 0 { throw PlanFailure(reporting: e, log: log) }
-            throw LocalizationError.failedOnAnotherRank
+        _ = try RootDecision.broadcast(mpi, log: log) {
+            let r = root.makeReport()
+            try EnhanceOutputs.write(r, to: request.output)
+            root.report = r
+            return true
         }
         return root.report
     }
-
-    struct Message: Codable { var work: EnhanceWork?; var error: String? }
 
     /// Loads and checks runs, training and evaluation sets (one model; evaluation records held out
     /// from the training records and the runs' localization records), lists the arms and what an
@@ -255,44 +234,10 @@ public enum EnhanceStudy {
         guard request.settings.learningRate > 0, request.settings.learningRate.isFinite else { throw EnhanceError.learningRate(value: request.settings.learningRate) }
         try checkEpochs(request.epochs)
         guard request.sigma > 0, request.sigma.isFinite else { throw EvaluationError.sigma(value: request.sigma) }
-        let runs = try request.runs.map(LocatedRun.open)
-        let trainConfigs = try request.trains.map { ($0, try RunConfig.load(path: $0)) }
-        let evalConfigs = try request.evals.map { ($0, try RunConfig.load(path: $0)) }
-        let modelPath = evalConfigs[0].1.model
-        guard FileManager.default.fileExists(atPath: modelPath) else {
-            throw CheckpointError.cannotOpen(path: modelPath, reason: "no such file or directory; set 'model' in \(evalConfigs[0].0)")
-        }
-        var hashes: [String: String] = [:]
-        func hash(_ p: String) throws -> String {
-            if let h = hashes[p] { return h }
-            guard FileManager.default.fileExists(atPath: p) else { throw CheckpointError.cannotOpen(path: p, reason: "no such file or directory") }
-            let h = try RunReport.Fingerprints.hashPath(p); hashes[p] = h; return h
-        }
-        let modelSHA = try hash(modelPath)
-        for run in runs { try run.checkModel(fingerprint: modelSHA, config: evalConfigs[0].0) }
-        for (path, c) in (evalConfigs + trainConfigs) where try hash(c.model) != modelSHA {
-            throw EvaluationError.modelMismatch(config: path, run: runs[0].directory, configModel: try hash(c.model), runModel: modelSHA)
-        }
-        let names = evalConfigs.map { EvaluationSet.nameOf($0.0) }
-        if let dup = names.first(where: { n in names.filter { $0 == n }.count > 1 }) {
-            throw OfflineError.badOption("two --eval configs are both named '\(dup)'; the tables name sets by their file names")
-        }
-        let runNames = runs.map(\.name)
-        if let dup = runNames.first(where: { n in runNames.filter { $0 == n }.count > 1 }) {
-            throw OfflineError.badOption("two runs are both named '\(dup)'; the tables name runs by their directory names")
-        }
-        if request.saveModel != nil { _ = try ModelRegistry.hfConfigJSON(path: modelPath) }   // an unsupported checkpoint fails now
-        let loaded = try ModelRegistry.load(path: modelPath)
-        let tokenizer = try loaded.requireTokenizer()
-        let d = loaded.model.dimensions
-        guard runs.allSatisfy({ $0.layers == d.layers && $0.ffnWidth == d.ffnWidth }) else {
-            throw OfflineError.badOption("a run's scores do not have the model's \(d.layers)×\(d.ffnWidth) neurons")
-        }
-        let trainSets = try trainConfigs.map {
-            try EvaluationSet.load(configPath: $0.0, config: $0.1, tokenizer: tokenizer, contextLength: d.contextLength, training: true)
-        }
-        let sets = try evalConfigs.map { try EvaluationSet.load(configPath: $0.0, config: $0.1, tokenizer: tokenizer, contextLength: d.contextLength) }
-        for run in runs { for set in sets { try run.checkHeldOut(set) } }
+        let inputs = try StudyInputs.load(runs: request.runs, evals: request.evals, trains: request.trains)
+        let (runs, trainSets, sets) = (inputs.runs, inputs.trainSets, inputs.evalSets)
+        let (modelPath, modelSHA, d) = (inputs.modelPath, inputs.modelSHA256, inputs.model.dimensions)
+        if request.saveModel != nil { _ = try ModelRegistry.hfConfigJSON(path: modelPath) }   // a checkpoint that cannot be saved fails now
         for train in trainSets {
             for set in sets {
                 var lineOf: [String: Int] = [:]
@@ -363,7 +308,7 @@ public enum EnhanceStudy {
             if arm.evaluated.count < request.epochs.count { pending.append(arm) }
         }
         (root.runs, root.trainSets, root.sets, root.modelPath, root.modelSHA) = (runs, trainSets, sets, modelPath, modelSHA)
-        (root.modelType, root.located, root.allArms) = (loaded.model.modelType, located, arms)
+        (root.modelType, root.located, root.allArms) = (inputs.model.modelType, located, arms)
         root.baseIdentity = "\(modelSHA)|\(evalIdentity)"
         log("cnl enhance: \(runs.count) training set\(runs.count == 1 ? "" : "s") (\(trainSets.map { "\($0.name): \($0.items.count)" }.joined(separator: ", ")) samples) × "
             + "\(sets.count) evaluation set\(sets.count == 1 ? "" : "s") (\(sets.map { "\($0.name): \($0.items.count)" }.joined(separator: ", ")) samples), "
@@ -372,7 +317,7 @@ public enum EnhanceStudy {
         let work = EnhanceWork(modelPath: modelPath, trainSets: trainSets.map { $0.items.map { TrainingItem(prompt: $0.prompt, answer: $0.gold) } },
                                sets: sets.map { .init(name: $0.name, task: $0.task, items: $0.items) }, evaluateBase: root.base.count < sets.count,
                                arms: pending, epochs: request.epochs, settings: request.settings)
-        return (work, loaded.model, tokenizer)
+        return (work, inputs.model, inputs.tokenizer)
     }
 
     /// Epoch lists must be positive and strictly increasing.

@@ -172,41 +172,10 @@ public enum EraseStudy {
     /// lists the conditions and the jobs not already done by an earlier invocation.
     static func plan(_ root: Root, log: (String) -> Void) throws -> (work: EvaluationWork, model: TransformerModel, tokenizer: Tokenizer) {
         let request = root.request
-        guard !request.runs.isEmpty, !request.evals.isEmpty else { throw OfflineError.badOption("give at least one run directory and one --eval config") }
         for s in request.sigmas + [request.crossSigma].compactMap({ $0 }) where !(s > 0 && s.isFinite) { throw EvaluationError.sigma(value: s) }
-        let runs = try request.runs.map(LocatedRun.open)
-        let configs = try request.evals.map { ($0, try RunConfig.load(path: $0)) }
-        let modelPath = configs[0].1.model
-        guard FileManager.default.fileExists(atPath: modelPath) else {
-            throw CheckpointError.cannotOpen(path: modelPath, reason: "no such file or directory; set 'model' in \(configs[0].0)")
-        }
-        var hashes: [String: String] = [:]
-        func hash(_ p: String) throws -> String {
-            if let h = hashes[p] { return h }
-            guard FileManager.default.fileExists(atPath: p) else { throw CheckpointError.cannotOpen(path: p, reason: "no such file or directory") }
-            let h = try RunReport.Fingerprints.hashPath(p); hashes[p] = h; return h
-        }
-        let modelSHA = try hash(modelPath)
-        for run in runs { try run.checkModel(fingerprint: modelSHA, config: configs[0].0) }
-        for (path, c) in configs.dropFirst() where try hash(c.model) != modelSHA {
-            throw EvaluationError.modelMismatch(config: path, run: runs[0].directory, configModel: try hash(c.model), runModel: modelSHA)
-        }
-        let names = configs.map { EvaluationSet.nameOf($0.0) }
-        if let dup = names.first(where: { n in names.filter { $0 == n }.count > 1 }) {
-            throw OfflineError.badOption("two --eval configs are both named '\(dup)'; the tables name sets by their file names")
-        }
-        let runNames = runs.map(\.name)
-        if let dup = runNames.first(where: { n in runNames.filter { $0 == n }.count > 1 }) {
-            throw OfflineError.badOption("two runs are both named '\(dup)'; the tables name runs by their directory names")
-        }
-        let loaded = try ModelRegistry.load(path: modelPath)
-        let tokenizer = try loaded.requireTokenizer()
-        let d = loaded.model.dimensions
-        guard runs.allSatisfy({ $0.layers == d.layers && $0.ffnWidth == d.ffnWidth }) else {
-            throw OfflineError.badOption("a run's scores do not have the model's \(d.layers)×\(d.ffnWidth) neurons")
-        }
-        let sets = try configs.map { try EvaluationSet.load(configPath: $0.0, config: $0.1, tokenizer: tokenizer, contextLength: d.contextLength) }
-        for run in runs { for set in sets { try run.checkHeldOut(set) } }
+        let inputs = try StudyInputs.load(runs: request.runs, evals: request.evals)
+        let (runs, sets, modelPath, modelSHA) = (inputs.runs, inputs.evalSets, inputs.modelPath, inputs.modelSHA256)
+        let d = inputs.model.dimensions
         try AtomicFile.prepareDirectory(request.output)
         if request.force { try? FileManager.default.removeItem(atPath: (request.output as NSString).appendingPathComponent("jobs")) }
 
@@ -274,7 +243,7 @@ public enum EraseStudy {
             + "\(reused) done by an earlier invocation, \(pending.count) to go")
         let work = EvaluationWork(modelPath: modelPath, sets: sets.map { .init(name: $0.name, task: $0.task, items: $0.items) },
                                   conditions: conditions, jobs: pending)
-        return (work, loaded.model, tokenizer)
+        return (work, inputs.model, inputs.tokenizer)
     }
 
     static func makeReport(_ root: Root) -> EraseReport {

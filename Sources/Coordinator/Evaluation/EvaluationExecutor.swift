@@ -59,23 +59,11 @@ enum EvaluationExecutor {
         BLASThreads.set(LocalizationRun.blasThreads(requested: requested, mpi: mpi))
 
         var planned: (work: EvaluationWork, model: TransformerModel, tokenizer: Tokenizer)?
-        var message = Message()
-        if mpi.rank == 0 {
-            do {
-                let p = try driver.plan(log: log)
-                if let small = p.work.sets.first(where: { $0.items.count < mpi.size }) {
-                    throw EvaluationError.tooFewSamples(config: small.name, samples: small.items.count, ranks: mpi.size)
-                }
-                planned = p
-                message.work = p.work
-            } catch {
-                message.error = error.localizedDescription
-            }
-        }
-        let decoded = try JSONDecoder().decode(Message.self, from: Data(try mpi.broadcast(mpi.rank == 0 ? Array(try JSONEncoder().encode(message)) : [])))
-        guard let work = decoded.work else {
-            if mpi.rank == 0 { throw PlanFailure(reporting: decoded.error ?? "planning failed", log: log) }
-            throw LocalizationError.failedOnAnotherRank
+        let work = try RootDecision.broadcast(mpi, log: log) {
+            let p = try driver.plan(log: log)
+            try checkSizes(p.work.sets, ranks: mpi.size)
+            planned = p
+            return p.work
         }
 
         do {
@@ -107,14 +95,13 @@ enum EvaluationExecutor {
             mpi.abort(code: 1)
         }
 
-        var outcome = Message()
-        if mpi.rank == 0 {
-            do { try driver.finish() } catch { outcome.error = error.localizedDescription }
-        }
-        let final = try JSONDecoder().decode(Message.self, from: Data(try mpi.broadcast(mpi.rank == 0 ? Array(try JSONEncoder().encode(outcome)) : [])))
-        if let e = final.error {
-            if mpi.rank == 0 { throw PlanFailure(reporting: e, log: log) }
-            throw LocalizationError.failedOnAnotherRank
+        _ = try RootDecision.broadcast(mpi, log: log) { try driver.finish(); return true }
+    }
+
+    /// Every set must give each rank at least one sample.
+    static func checkSizes(_ sets: [EvaluationWork.SetWork], ranks: Int) throws {
+        if let small = sets.first(where: { $0.items.count < ranks }) {
+            throw EvaluationError.tooFewSamples(config: small.name, samples: small.items.count, ranks: ranks)
         }
     }
 
@@ -164,6 +151,5 @@ enum EvaluationExecutor {
         return out.map { $0.sorted().map { all[$0] } }
     }
 
-    struct Message: Codable { var work: EvaluationWork?; var error: String? }
     struct Share: Codable { var outcomes: [ItemOutcome]; var seconds: Double }
 }
