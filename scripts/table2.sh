@@ -7,6 +7,7 @@
 #
 #   scripts/table2.sh                                   GSM8K, ASDiv, BoolQ, IMDB; σ 6 and 3; epochs 1,5,10; K = 3
 #   NP=2 SETS="gsm8k boolq" SIGMAS=6 ARMS=located,random scripts/table2.sh
+#   CNL=/tmp/cnl scripts/table2.sh                      another binary (a copy, so that a rebuild does not change it mid-study)
 #
 # Everything resumes: a finished localization (report.json) is kept, a stopped one resumes from its
 # checkpoints, and cnl enhance resumes its arms from jobs/ (to the same bytes).
@@ -18,8 +19,8 @@ SIGMAS=${SIGMAS:-"6 3"}
 EPOCHS=${EPOCHS:-1,5,10}
 K=${K:-3}
 ARMS=${ARMS:-located,random,without-located}
-CNL=.build/release/cnl
-[ -x "$CNL" ] || swift build -c release
+CNL=${CNL:-.build/release/cnl}
+[ -x "$CNL" ] || { swift build -c release && CNL=.build/release/cnl; }
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
 runs=() trains=() evals=()
 for set in $SETS; do

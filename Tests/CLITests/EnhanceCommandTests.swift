@@ -40,8 +40,8 @@ final class EnhanceCommandTests: XCTestCase {
     }
 
     /// The training set's token ids as cnl reads them, for the Python side.
-    func items(_ config: String, training: Bool) throws -> String {
-        let loaded = try ModelRegistry.load(path: CLI.repoRoot.appendingPathComponent(Self.model).path)
+    func items(_ config: String, training: Bool, model: String = model) throws -> String {
+        let loaded = try ModelRegistry.load(path: model.hasPrefix("/") ? model : CLI.repoRoot.appendingPathComponent(model).path)
         let set = try EvaluationSet.load(configPath: config, config: try RunConfig.load(path: config), tokenizer: try loaded.requireTokenizer(),
                                          contextLength: loaded.model.dimensions.contextLength, training: training)
         let json = try JSONSerialization.data(withJSONObject: set.items.map { ["prompt": $0.prompt, "answer": $0.gold] })
@@ -207,5 +207,35 @@ final class EnhanceCommandTests: XCTestCase {
         XCTAssertTrue(r.stderr.contains(base) && r.stderr.contains(gemmaSHA) && r.stderr.contains("apply it to its own base model"), r.stderr)
         XCTAssertEqual(r.stderr.components(separatedBy: "cnl: error:").count - 1, 1, r.stderr)
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir.appendingPathComponent("ev/evaluation.json").path))
+    }
+
+    /// `--save-model` of the Gemma 3 GGUF: config.json made from its metadata. transformers loads
+    /// the directory as Gemma3ForCausalLM with the config it makes itself from the GGUF, every
+    /// value equals transformers' own dequantization of the GGUF (the norms written back as w,
+    /// not 1 + w), and the answer log-likelihoods equal cnl's.
+    func testGemma3SavedModelIsTheGGUFAsTransformersReadsIt() throws {
+        let gemma = try CLI.asset("models/gemma-3-270m-q4_k_m.gguf")
+        let dir = try CLI.temporaryDirectory()
+        let eval = try gsm8k(dir, "eval-gemma", offset: 100, limit: 4, model: gemma)
+        let saved = dir.appendingPathComponent("saved").path, out = dir.appendingPathComponent("ev").path
+        let r = try CLI.mpirun(1, ["evaluate", "--config", eval, "--output", out, "--save-model", saved])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let ours = try String(contentsOfFile: out + "/samples.csv", encoding: .utf8).split(separator: "\n").dropFirst()
+            .map { Double($0.split(separator: ",")[5])! }
+        let h = try python(["saved-gguf", try items(eval, training: false, model: gemma), saved, gemma])
+        XCTAssertEqual(h["model_type"] as? String, "gemma3_text", "\(h)")
+        XCTAssertEqual(h["architectures"] as? [String], ["Gemma3ForCausalLM"], "\(h)")
+        XCTAssertEqual((h["config_differences"] as? [String]) ?? ["?"], [], "\(h)")
+        XCTAssertEqual((h["missing"] as? [String]) ?? ["?"], [], "\(h)")
+        let worstValue = h["worst_value_difference"] as? Double ?? .infinity
+        XCTAssertLessThanOrEqual(worstValue, 1e-6, "\(h)")
+        let savedLL = h["log_likelihoods"] as? [Double] ?? [], ggufLL = h["gguf_log_likelihoods"] as? [Double] ?? []
+        XCTAssertEqual(savedLL.count, ours.count, "\(h)")
+        let worstLL = zip(ours, savedLL).map { abs($0 - $1) }.max() ?? .infinity
+        let worstGGUF = zip(savedLL, ggufLL).map { abs($0 - $1) }.max() ?? .infinity
+        XCTAssertLessThanOrEqual(worstLL, 1e-4, "cnl \(ours) vs transformers on the saved directory \(savedLL)")
+        XCTAssertLessThanOrEqual(worstGGUF, 1e-4, "saved directory \(savedLL) vs transformers on the GGUF \(ggufLL)")
+        print(String(format: "gemma3 --save-model: %d tensors, worst value vs transformers' GGUF dequantization %.1e; answer LL: cnl vs saved %.1e, saved vs GGUF %.1e",
+                     h["tensors"] as? Int ?? -1, worstValue, worstLL, worstGGUF))
     }
 }

@@ -16,6 +16,13 @@
       checkpoint dequantized by gguf-py (float32): how many values outside the delta's slices
       differ (nothing else may move) and whether the slices hold the delta's values.
 
+  check_enhance.py saved-gguf ITEMS.json SAVED_DIR MODEL.gguf
+      `--save-model` of a GGUF that is not llama (Gemma 3): loads SAVED_DIR with transformers
+      and MODEL.gguf with transformers' own GGUF loader (its own dequantization and config
+      mapping), both float32, and prints JSON: each item's answer log-likelihood under the saved
+      directory and under the GGUF, the largest |difference| of any tensor value, and the config
+      fields where the two configs differ.
+
 ITEMS.json: [{"prompt": [ids], "answer": [ids]}, ...] (the token ids cnl used).
 """
 import json
@@ -148,6 +155,26 @@ def saved(items, delta_path, saved_dir):
             "values_differing_from_base_plus_delta": differing}
 
 
+def saved_gguf(items, saved_dir, gguf_path):
+    import transformers as T
+    gdir, gname = os.path.split(os.path.realpath(gguf_path))
+    kw = dict(dtype=torch.float32, attn_implementation="eager")
+    ours = T.AutoModelForCausalLM.from_pretrained(saved_dir, **kw).eval()
+    theirs = T.AutoModelForCausalLM.from_pretrained(gdir, gguf_file=gname, **kw).eval()
+    with torch.no_grad():
+        lls = [[float(-fe.nll(m, it["prompt"], it["answer"]).item()) for it in items] for m in (ours, theirs)]
+    a, b = ours.state_dict(), theirs.state_dict()
+    worst = max(float((a[k] - b[k]).abs().max()) for k in b)
+    fields = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
+              "head_dim", "hidden_activation", "rms_norm_eps", "query_pre_attn_scalar", "sliding_window",
+              "layer_types", "vocab_size", "tie_word_embeddings", "final_logit_softcapping", "attn_logit_softcapping",
+              "rope_parameters")
+    ca, cb = ours.config.to_dict(), theirs.config.to_dict()
+    return {"log_likelihoods": lls[0], "gguf_log_likelihoods": lls[1], "tensors": len(a), "missing": sorted(set(b) - set(a)),
+            "worst_value_difference": worst, "config_differences": [f for f in fields if ca.get(f) != cb.get(f)],
+            "model_type": ca.get("model_type"), "architectures": ca.get("architectures")}
+
+
 def main():
     torch.set_num_threads(int(os.environ.get("OPENBLAS_NUM_THREADS", "1")))
     fa.float64_throughout()
@@ -156,6 +183,8 @@ def main():
     if args[0] == "train":
         opts = dict(zip(args[3::2], args[4::2]))
         out = train(items, args[2], float(opts["--lr"]), int(opts["--batch"]), int(opts["--seed"]), int(opts["--epochs"]))
+    elif args[0] == "saved-gguf":
+        out = saved_gguf(items, args[2], args[3])
     elif args[0] == "saved":
         out = saved(items, args[2], args[3])
     else:

@@ -12,7 +12,7 @@ public struct Gemma3RopeParameters: Decodable, Sendable, Equatable {
     enum CodingKeys: String, CodingKey { case fullAttention = "full_attention", slidingAttention = "sliding_attention" }
 }
 
-/// Decodable only: nothing writes a Gemma 3 config back.
+/// Read from config.json or GGUF metadata; `hfConfigObject` (HFExport) writes it back for --save-model.
 public struct Gemma3Config: Decodable, Sendable, Equatable {
     public var hiddenSize: Int
     public var intermediateSize: Int

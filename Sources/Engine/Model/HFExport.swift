@@ -26,7 +26,7 @@ extension TransformerModel {
 
 extension ModelRegistry {
     /// config.json for an HF copy of the checkpoint at `path`: an HF directory's own, or one made
-    /// from a llama GGUF's metadata (LlamaConfig, as transformers reads it).
+    /// from a llama or Gemma 3 GGUF's metadata (LlamaConfig / Gemma3TextConfig, as transformers reads them).
     public static func hfConfigJSON(path: String) throws -> Data {
         var isDir: ObjCBool = false
         if FileManager.default.fileExists(atPath: path, isDirectory: &isDir), isDir.boolValue {
@@ -34,16 +34,48 @@ extension ModelRegistry {
         }
         let gguf = try GGUFReader(path: path)
         let architecture = try gguf.string("general.architecture")
-        guard architecture == "llama" else {
+        var object: [String: Any]
+        switch architecture {
+        case "llama":
+            let enc = JSONEncoder()
+            object = (try JSONSerialization.jsonObject(with: try enc.encode(try LlamaConfig(gguf: gguf))) as? [String: Any]) ?? [:]
+            object["model_type"] = "llama"
+            object["architectures"] = ["LlamaForCausalLM"]
+        case "gemma3":
+            object = try Gemma3Config(gguf: gguf).hfConfigObject()
+        default:
             throw ModelError.badConfig(path: path, key: "general.architecture",
-                                       detail: "--save-model writes HF directories of llama GGUF files and of HF directories; '\(architecture)' GGUF is not supported (convert it to an HF directory first)")
+                                       detail: "--save-model writes HF directories of llama and gemma3 GGUF files and of HF directories; '\(architecture)' GGUF is not supported (convert it to an HF directory first)")
         }
-        let enc = JSONEncoder()
-        enc.outputFormatting = [.prettyPrinted, .sortedKeys]
-        var object = (try JSONSerialization.jsonObject(with: try enc.encode(try LlamaConfig(gguf: gguf))) as? [String: Any]) ?? [:]
-        object["model_type"] = "llama"
-        object["architectures"] = ["LlamaForCausalLM"]
         object["torch_dtype"] = "float32"
         return try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
+    }
+}
+
+extension Gemma3Config {
+    /// Gemma3TextConfig's keys, the rotary both ways: `rope_parameters` per layer kind (as
+    /// transformers 5 writes it) and `rope_theta` / `rope_local_base_freq` / `rope_scaling` (4).
+    func hfConfigObject() throws -> [String: Any] {
+        var full: [String: Any] = ["rope_type": "default", "rope_theta": ropeTheta]
+        if let ropeScaling {
+            let encoded = try JSONSerialization.jsonObject(with: try JSONEncoder().encode(ropeScaling)) as? [String: Any] ?? [:]
+            full.merge(encoded) { _, new in new }
+            full["rope_theta"] = ropeTheta
+        }
+        var object: [String: Any] = [
+            "model_type": "gemma3_text", "architectures": ["Gemma3ForCausalLM"],
+            "hidden_size": hiddenSize, "intermediate_size": intermediateSize, "num_hidden_layers": numHiddenLayers,
+            "num_attention_heads": numAttentionHeads, "num_key_value_heads": numKeyValueHeads, "head_dim": headDim,
+            "hidden_activation": hiddenActivation, "max_position_embeddings": maxPositionEmbeddings, "rms_norm_eps": rmsNormEps,
+            "rope_theta": ropeTheta, "rope_local_base_freq": ropeLocalBaseFreq,
+            "rope_parameters": ["full_attention": full, "sliding_attention": ["rope_type": "default", "rope_theta": ropeLocalBaseFreq]],
+            "query_pre_attn_scalar": queryPreAttnScalar, "sliding_window": slidingWindow, "layer_types": layerTypes,
+            "vocab_size": vocabSize, "tie_word_embeddings": tieWordEmbeddings, "attention_bias": attentionBias,
+            "final_logit_softcapping": NSNull(), "attn_logit_softcapping": NSNull(), "use_bidirectional_attention": useBidirectionalAttention,
+        ]
+        if let ropeScaling {
+            object["rope_scaling"] = try JSONSerialization.jsonObject(with: try JSONEncoder().encode(ropeScaling))
+        }
+        return object
     }
 }
