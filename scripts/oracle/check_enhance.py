@@ -164,7 +164,7 @@ def saved_gguf(items, saved_dir, gguf_path):
     with torch.no_grad():
         lls = [[float(-fe.nll(m, it["prompt"], it["answer"]).item()) for it in items] for m in (ours, theirs)]
     a, b = ours.state_dict(), theirs.state_dict()
-    worst = max(float((a[k] - b[k]).abs().max()) for k in b)
+    worst = max((float((a[k] - b[k]).abs().max()) for k in b if k in a), default=float("inf"))
     fields = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
               "head_dim", "hidden_activation", "rms_norm_eps", "query_pre_attn_scalar", "sliding_window",
               "layer_types", "vocab_size", "tie_word_embeddings", "final_logit_softcapping", "attn_logit_softcapping",
