@@ -37,8 +37,7 @@ extension ModelRegistry {
         var object: [String: Any]
         switch architecture {
         case "llama":
-            let enc = JSONEncoder()
-            object = (try JSONSerialization.jsonObject(with: try enc.encode(try LlamaConfig(gguf: gguf))) as? [String: Any]) ?? [:]
+            object = try jsonObject(LlamaConfig(gguf: gguf)) as? [String: Any] ?? [:]
             object["model_type"] = "llama"
             object["architectures"] = ["LlamaForCausalLM"]
         case "gemma3":
@@ -58,8 +57,7 @@ extension Gemma3Config {
     func hfConfigObject() throws -> [String: Any] {
         var full: [String: Any] = ["rope_type": "default", "rope_theta": ropeTheta]
         if let ropeScaling {
-            let encoded = try JSONSerialization.jsonObject(with: try JSONEncoder().encode(ropeScaling)) as? [String: Any] ?? [:]
-            full.merge(encoded) { _, new in new }
+            full.merge(try jsonObject(ropeScaling) as? [String: Any] ?? [:]) { _, new in new }
             full["rope_theta"] = ropeTheta
         }
         var object: [String: Any] = [
@@ -71,11 +69,16 @@ extension Gemma3Config {
             "rope_parameters": ["full_attention": full, "sliding_attention": ["rope_type": "default", "rope_theta": ropeLocalBaseFreq]],
             "query_pre_attn_scalar": queryPreAttnScalar, "sliding_window": slidingWindow, "layer_types": layerTypes,
             "vocab_size": vocabSize, "tie_word_embeddings": tieWordEmbeddings, "attention_bias": attentionBias,
-            "final_logit_softcapping": NSNull(), "attn_logit_softcapping": NSNull(), "use_bidirectional_attention": useBidirectionalAttention,
+            "final_logit_softcapping": finalLogitSoftcapping ?? NSNull() as Any, "attn_logit_softcapping": attnLogitSoftcapping ?? NSNull() as Any, "use_bidirectional_attention": useBidirectionalAttention,
         ]
         if let ropeScaling {
-            object["rope_scaling"] = try JSONSerialization.jsonObject(with: try JSONEncoder().encode(ropeScaling))
+            object["rope_scaling"] = try jsonObject(ropeScaling)
         }
         return object
     }
+}
+
+/// A Codable config as the JSON object it encodes to, to merge with keys written by hand.
+private func jsonObject(_ value: some Encodable) throws -> Any {
+    try JSONSerialization.jsonObject(with: try JSONEncoder().encode(value))
 }
