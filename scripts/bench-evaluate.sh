@@ -4,13 +4,15 @@
 # files (GSM8K 50 generate; BoolQ 20, CommonsenseQA 20, IMDB 10 choice). Both time the evaluation
 # only (model load excluded; cnl's time is its job time in evaluation.json).
 # Usage: scripts/bench-evaluate.sh [THREADS] [LIMIT]   (default: 1 thread, every sample of each file)
+#        CNL=/path/to/cnl scripts/bench-evaluate.sh   another binary (e.g. an earlier build, for a before/after table)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 T=${1:-1}; LIMIT=${2:-}
 MODEL=.assets/models/SmolLM2-135M-Instruct.Q4_1.gguf
 [ -f "$MODEL" ] || scripts/fetch-assets.sh
 [ -f .assets/oracle/evaluate/gsm8k/data.jsonl ] || scripts/make-fixtures.sh
-[ -x .build/release/cnl ] || swift build -c release
+CNL=${CNL:-.build/release/cnl}
+[ -x "$CNL" ] || { swift build -c release && CNL=.build/release/cnl; }
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 declare -A DS=(
   [gsm8k]='  prompt: "Question: {question}\nAnswer:"
@@ -37,7 +39,7 @@ for task in gsm8k boolq csqa imdb; do
   data=.assets/oracle/evaluate/$task/data.jsonl
   if [ -n "$LIMIT" ]; then head -n "$LIMIT" "$data" > "$tmp/$task.jsonl"; data=$tmp/$task.jsonl; fi
   printf 'model: %s\ndataset:\n  path: %s\n%s\noutput: %s\n' "$MODEL" "$data" "${DS[$task]}" "$tmp/$task" > "$tmp/$task.yaml"
-  OPENBLAS_NUM_THREADS=$T .build/release/cnl evaluate --config "$tmp/$task.yaml" --threads "$T" >/dev/null 2>"$tmp/$task.err" || { cat "$tmp/$task.err"; exit 1; }
+  OPENBLAS_NUM_THREADS=$T "$CNL" evaluate --config "$tmp/$task.yaml" --threads "$T" >/dev/null 2>"$tmp/$task.err" || { cat "$tmp/$task.err"; exit 1; }
   theirs=$(HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 .venv/bin/python scripts/oracle/bench_evaluate.py --task "$task" --data "$data" --threads "$T" 2>/dev/null | tail -1)
   python3 - "$task" "$T" "$tmp/$task/evaluation.json" "$theirs" <<'PY'
 import json, sys

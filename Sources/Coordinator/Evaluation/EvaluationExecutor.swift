@@ -127,11 +127,24 @@ enum EvaluationExecutor {
                          seconds: parts.map(\.seconds).max() ?? seconds, ranks: mpi.size)
     }
 
-    /// Groups of a set's items evaluated together: runs of `ItemEvaluator.generateGroup` in the
-    /// set's order for `generate` (batched decoding), single items for `choice`.
+    /// Groups of a set's items evaluated together (one batched prompt pass each): runs of
+    /// `ItemEvaluator.generateGroup` in the set's order for `generate` (batched decoding), and
+    /// for `choice` runs of up to `choiceGroup` items and `choiceGroupTokens` prompt tokens.
+    /// They follow the set alone, never the rank count.
     static func groups(_ set: EvaluationWork.SetWork) -> [[Int]] {
-        let size = set.task.kind == .generate ? ItemEvaluator.generateGroup : 1
-        return stride(from: 0, to: set.items.count, by: size).map { Array($0..<min($0 + size, set.items.count)) }
+        if set.task.kind == .generate {
+            let size = ItemEvaluator.generateGroup
+            return stride(from: 0, to: set.items.count, by: size).map { Array($0..<min($0 + size, set.items.count)) }
+        }
+        var out: [[Int]] = [], current: [Int] = [], tokens = 0
+        for (i, item) in set.items.enumerated() {
+            if !current.isEmpty && (current.count == ItemEvaluator.choiceGroup || tokens + item.prompt.count > ItemEvaluator.choiceGroupTokens) {
+                out.append(current); current = []; tokens = 0
+            }
+            current.append(i); tokens += item.prompt.count
+        }
+        if !current.isEmpty { out.append(current) }
+        return out
     }
 
     /// The groups of a set per rank: most expensive first, each to the least-loaded rank (ties:

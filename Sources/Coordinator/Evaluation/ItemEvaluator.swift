@@ -45,45 +45,58 @@ public final class ItemEvaluator {
     /// fixed runs of the set's order, never a rank's share, so the float rounding of a batch
     /// (and so every output) does not depend on the rank count.
     public static let generateGroup = 8
+    /// `choice` items whose prompts run as one batch: up to this many, and up to
+    /// `choiceGroupTokens` prompt tokens (a lone longer prompt is its own group). Long prompts
+    /// already make tall products; short ones gain from sharing the weights' packing.
+    public static let choiceGroup = 8
+    public static let choiceGroupTokens = 1024
 
-    /// Outcomes of `items` (one group), in order.
+    /// Outcomes of `items` (one group), in order: their prompts in one batched pass, then
+    /// every gold answer (`generate`) or the k-th option of every item (`choice`) in one more.
     public func evaluate(_ items: [EvaluationItem], task: EvaluationTask) throws -> [ItemOutcome] {
-        guard task.kind == .generate else { return try items.map { try evaluate($0, task: task) } }
-        let prompts = try items.map { try model.prefill($0.prompt, continuation: max(task.maxNewTokens, $0.gold.count)) }
-        let generated = try model.greedyContinuations(after: prompts, maxNewTokens: task.maxNewTokens) { stopTokens.contains($0) }
-        return try items.indices.map { try generateOutcome(items[$0], prompt: prompts[$0], generated: generated[$0]) }
-    }
-
-    public func evaluate(_ item: EvaluationItem, task: EvaluationTask) throws -> ItemOutcome {
         switch task.kind {
         case .generate:
-            let prompt = try model.prefill(item.prompt, continuation: max(task.maxNewTokens, item.gold.count))
-            let generated = try model.greedyContinuation(after: prompt, maxNewTokens: task.maxNewTokens) { stopTokens.contains($0) }
-            return try generateOutcome(item, prompt: prompt, generated: generated)
+            let prompts = try model.prefill(items.map(\.prompt), continuation: items.map { max(task.maxNewTokens, $0.gold.count) })
+            let generated = try model.greedyContinuations(after: prompts, maxNewTokens: task.maxNewTokens) { stopTokens.contains($0) }
+            let gold = try model.continuationLogProbabilities(items.map(\.gold), after: prompts)
+            return items.indices.map { generateOutcome(items[$0], generated: generated[$0], gold: gold[$0]) }
         case .choice:
-            let prompt = try model.prefill(item.prompt, continuation: item.options.map(\.count).max() ?? 1)
-            var scores: [Double] = [], goldLL = 0.0
-            for (k, option) in item.options.enumerated() {
-                let lp = try model.continuationLogProbabilities(option, after: prompt)
-                var sum = 0.0
-                for v in lp { sum += v }
-                scores.append(task.choiceScore == .sum ? sum : sum / Double(lp.count))
-                if k == item.goldOption { goldLL = mean(lp) }
+            let prompts = try model.prefill(items.map(\.prompt), continuation: items.map { $0.options.map(\.count).max() ?? 1 })
+            var lp = items.map { [[Double]](repeating: [], count: $0.options.count) }
+            for k in 0..<(items.map(\.options.count).max() ?? 0) {
+                let having = items.indices.filter { k < items[$0].options.count }
+                let scored = try model.continuationLogProbabilities(having.map { items[$0].options[k] }, after: having.map { prompts[$0] })
+                for (j, i) in having.enumerated() { lp[i][k] = scored[j] }
             }
-            var best = 0
-            for k in scores.indices where scores[k] > scores[best] { best = k }   // the first on ties
-            return ItemOutcome(index: item.index, line: item.line, prediction: item.optionTexts[best].trimmingCharacters(in: .whitespaces),
-                               gold: item.optionTexts[item.goldOption ?? 0].trimmingCharacters(in: .whitespaces),
-                               correct: best == item.goldOption, logLikelihood: goldLL, completion: nil, optionScores: scores)
+            return items.indices.map { choiceOutcome(items[$0], optionLogProbabilities: lp[$0], task: task) }
         }
     }
 
-    /// Grades a generated answer (cut at its first newline) and scores the gold answer after the same prompt.
-    func generateOutcome(_ item: EvaluationItem, prompt: PrefilledPrompt, generated: [Int]) throws -> ItemOutcome {
+    public func evaluate(_ item: EvaluationItem, task: EvaluationTask) throws -> ItemOutcome {
+        try evaluate([item], task: task)[0]
+    }
+
+    /// Picks the option with the best score (sum or mean of its tokens' log P; the first on ties).
+    func choiceOutcome(_ item: EvaluationItem, optionLogProbabilities: [[Double]], task: EvaluationTask) -> ItemOutcome {
+        var scores: [Double] = [], goldLL = 0.0
+        for (k, lp) in optionLogProbabilities.enumerated() {
+            var sum = 0.0
+            for v in lp { sum += v }
+            scores.append(task.choiceScore == .sum ? sum : sum / Double(lp.count))
+            if k == item.goldOption { goldLL = mean(lp) }
+        }
+        var best = 0
+        for k in scores.indices where scores[k] > scores[best] { best = k }   // the first on ties
+        return ItemOutcome(index: item.index, line: item.line, prediction: item.optionTexts[best].trimmingCharacters(in: .whitespaces),
+                           gold: item.optionTexts[item.goldOption ?? 0].trimmingCharacters(in: .whitespaces),
+                           correct: best == item.goldOption, logLikelihood: goldLL, completion: nil, optionScores: scores)
+    }
+
+    /// Grades a generated answer (cut at its first newline); `gold` is the gold answer's token log P after the same prompt.
+    func generateOutcome(_ item: EvaluationItem, generated: [Int], gold: [Double]) -> ItemOutcome {
         var completion = tokenizer.decode(generated)
         // Cut at the first "\n" scalar (a Character search would miss the one inside "\r\n").
         if let nl = completion.unicodeScalars.firstIndex(of: "\n") { completion = String(completion.unicodeScalars[..<nl]) }
-        let gold = try model.continuationLogProbabilities(item.gold, after: prompt)
         return ItemOutcome(index: item.index, line: item.line, prediction: AnswerNumber.first(in: completion) ?? "",
                            gold: AnswerNumber.first(in: item.goldText) ?? AnswerNumber.trimmed(item.goldText),
                            correct: AnswerNumber.isCorrect(completion: completion, gold: item.goldText),

@@ -105,7 +105,7 @@ extension SampleAttributor {
     /// entering at each layer join at the end. Returns the FLOPs (forward and backward).
     func forwardRows(_ plan: SamplePlan, _ batch: BatchLayout, layers: Range<Int>, workspace ws: RowWorkspace) -> Double {
         let d = model.dimensions
-        let (J, D, Y) = (d.ffnWidth, d.width, plan.Y)
+        let (J, D) = (d.ffnWidth, d.width)
         let (rows, positions, R) = (batch.rows, batch.positions, batch.count)
         ws.x.ensure(R * D); ws.hidden.ensure(R * J)
         let x = ws.x.pointer, hidden = ws.hidden.pointer

@@ -203,20 +203,25 @@ extension DecoderBlock {
         afterAttention(x, rows: R, tape: tape)
     }
 
-    /// x [R, D] ← block(x) for R independent sequences, row r the next token of sequence r at
-    /// `positions[r]` with its own cache (`caches[r]`: this layer's keys and values): batched
-    /// decoding, where every matrix product reads the weights once for all rows and only the
-    /// attention runs row by row. Each row's key and value are stored in its cache.
-    public func forwardDecoding(_ x: UnsafeMutablePointer<Float>, rows R: Int, positions: [Int], rotaryRows: RotaryRows,
+    /// x [R, D] ← block(x) for several independent sequences in one batch: segment s is rows
+    /// `segments[s]` of x, the next tokens of a sequence with its own cache (`caches[s]`: this
+    /// layer's keys and values), row r at `positions[r]`. Every matrix product reads the weights
+    /// once for all rows (batched decoding: one row per segment; batched prompts: many); only
+    /// the attention runs segment by segment. Each row's key and value are stored in its cache.
+    public func forwardSegments(_ x: UnsafeMutablePointer<Float>, segments: [Range<Int>], positions: [Int], rotaryRows: RotaryRows,
                                 caches: [(keys: UnsafeMutablePointer<Float>, values: UnsafeMutablePointer<Float>)], tape: BlockTape) {
         let (QW, KW) = (queryWidth, kvWidth)
+        let R = segments.last?.upperBound ?? 0
         let t = attentionInputs(x, rows: R, rotaryRows: rotaryRows, rotaryOffset: 0, tape: tape)
-        for r in 0..<R {
-            let (keys, values) = caches[r]
-            (keys + positions[r] * KW).update(from: t.k + r * KW, count: KW)
-            (values + positions[r] * KW).update(from: t.v + r * KW, count: KW)
-            attention.forward(q: t.q + r * QW, ownK: t.k + r * KW, ownV: t.v + r * KW, rows: 1, visible: [positions[r]],
-                              keys: keys, values: values, into: t.attended + r * QW, tape: nil)
+        for (s, rows) in segments.enumerated() where !rows.isEmpty {
+            let (keys, values) = caches[s]
+            for r in rows {
+                (keys + positions[r] * KW).update(from: t.k + r * KW, count: KW)
+                (values + positions[r] * KW).update(from: t.v + r * KW, count: KW)
+            }
+            let first = rows.lowerBound
+            attention.forward(q: t.q + first * QW, ownK: t.k + first * KW, ownV: t.v + first * KW, rows: rows.count,
+                              visible: Array(positions[rows]), keys: keys, values: values, into: t.attended + first * QW, tape: nil)
         }
         afterAttention(x, rows: R, tape: tape)
     }
