@@ -23,15 +23,9 @@ CNL=${CNL:-.build/release/cnl}
 [ -x "$CNL" ] || { swift build -c release && CNL=.build/release/cnl; }
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
 runs=() trains=() evals=()
+NP=$NP CNL=$CNL scripts/locate-table3-runs.sh $SETS
 for set in $SETS; do
-    out=runs/table3/$set
-    if [ ! -f "$out/report.json" ]; then
-        args=(--config "configs/table3/locate-$set.yaml" --output "$out")
-        [ -d "$out/checkpoints" ] && args+=(--resume)
-        echo "table2: locating $set → $out"
-        mpirun --oversubscribe -np "$NP" "$CNL" locate "${args[@]}"
-    fi
-    runs+=("$out"); trains+=(--train "configs/table2/train-$set.yaml"); evals+=(--eval "configs/table2/eval-$set.yaml")
+    runs+=("runs/table3/$set"); trains+=(--train "configs/table2/train-$set.yaml"); evals+=(--eval "configs/table2/eval-$set.yaml")
 done
 for sigma in $SIGMAS; do
     echo "table2: σ = $sigma → runs/table2/s$sigma"

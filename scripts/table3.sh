@@ -28,15 +28,9 @@ CNL=${CNL:-.build/release/cnl}
 [ -x "$CNL" ] || { swift build -c release && CNL=.build/release/cnl; }
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
 runs=() evals=()
+NP=$NP CNL=$CNL scripts/locate-table3-runs.sh $SETS
 for set in $SETS; do
-    out=runs/table3/$set
-    if [ ! -f "$out/report.json" ]; then
-        args=(--config "configs/table3/locate-$set.yaml" --output "$out")
-        [ -d "$out/checkpoints" ] && args+=(--resume)
-        echo "table3: locating $set → $out"
-        mpirun --oversubscribe -np "$NP" "$CNL" locate "${args[@]}"
-    fi
-    runs+=("$out"); evals+=(--eval "configs/table3/eval-$set.yaml")
+    runs+=("runs/table3/$set"); evals+=(--eval "configs/table3/eval-$set.yaml")
 done
 if [[ ",$STEPS," == *",table,"* ]]; then
     echo "table3: σ = $SIGMAS, K = $K ($BASELINES) → runs/table3/erase"

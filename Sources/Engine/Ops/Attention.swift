@@ -296,29 +296,10 @@ func rowsTimesPrefix(n: Int, p: Int, e: Int, alpha: Float, a: UnsafePointer<Floa
 @inline(__always)
 public func softmaxInPlace(_ x: UnsafeMutablePointer<Float>, count n: Int) {
     guard n > 0 else { return }
-    // Eight lanes (exp8; the scalar loop and its libm call per element were 9 % of a long
-    // prompt's pass), partial sums of 512 elements in Float, their total in Double.
-    var m8 = Float8(repeating: -.infinity)
-    var i = 0
-    while i + 8 <= n { let v = load8(x + i); m8.replace(with: v, where: v .> m8); i += 8 }
-    var m = m8.max()
-    while i < n { m = max(m, x[i]); i += 1 }
-    var sum: Double = 0
-    i = 0
-    while i + 8 <= n {
-        var part = Float8(repeating: 0)
-        let end = min(n - n % 8, i + 512)
-        while i < end {
-            let e = exp8(load8(x + i) - m)
-            store8(e, x + i)
-            part += e
-            i += 8
-        }
-        sum += Double(part.sum())
-    }
-    while i < n { let e = expf(x[i] - m); x[i] = e; sum += Double(e); i += 1 }
+    // Eight lanes (the scalar loop and its libm call per element were 9 % of a long prompt's pass).
+    let sum = VectorMath.exponentiateShifted(x, count: n)
     let inv = Float(1 / sum)
-    i = 0
+    var i = 0
     while i + 8 <= n { store8(load8(x + i) * inv, x + i); i += 8 }
     while i < n { x[i] *= inv; i += 1 }
 }

@@ -64,10 +64,10 @@ public enum VectorMath {
         }
     }
 
-    /// z [V] ← ∂P/∂z for P = softmax(z)[y], i.e. P·(e_y − softmax(z)), in two passes that stay
-    /// in cache (max; then exp with the sum; then one scale). Returns P. The normalizer is
-    /// summed in Double from eight-lane Float partial sums of 512 elements.
-    public static func probabilityGradient(_ z: UnsafeMutablePointer<Float>, count n: Int, target y: Int) -> Float {
+    /// z ← e^(z − max z) in place, eight lanes at a time; returns Σ e^(z − max z), summed in
+    /// Double from eight-lane Float partial sums of 512 elements (a Float running sum over a
+    /// 49,152-word vocabulary drifts by ~1e-4 relative). The first two passes of a softmax.
+    static func exponentiateShifted(_ z: UnsafeMutablePointer<Float>, count n: Int) -> Double {
         var m8 = Float8(repeating: -.infinity)
         var i = 0
         while i + 8 <= n { let v = load8(z + i); m8.replace(with: v, where: v .> m8); i += 8 }
@@ -87,9 +87,16 @@ public enum VectorMath {
             sum += Double(part.sum())
         }
         while i < n { let e = expf(z[i] - m); z[i] = e; sum += Double(e); i += 1 }
+        return sum
+    }
+
+    /// z [V] ← ∂P/∂z for P = softmax(z)[y], i.e. P·(e_y − softmax(z)), in two passes that stay
+    /// in cache (max; then exp with the sum; then one scale). Returns P.
+    public static func probabilityGradient(_ z: UnsafeMutablePointer<Float>, count n: Int, target y: Int) -> Float {
+        let sum = exponentiateShifted(z, count: n)
         let p = Float(Double(z[y]) / sum)
         let scale = Float(-Double(p) / sum)
-        i = 0
+        var i = 0
         while i + 8 <= n { store8(load8(z + i) * scale, z + i); i += 8 }
         while i < n { z[i] *= scale; i += 1 }
         z[y] += p
