@@ -72,10 +72,6 @@ public final class ItemEvaluator {
         }
     }
 
-    public func evaluate(_ item: EvaluationItem, task: EvaluationTask) throws -> ItemOutcome {
-        try evaluate([item], task: task)[0]
-    }
-
     /// Picks the option with the best score (sum or mean of its tokens' log P; the first on ties).
     func choiceOutcome(_ item: EvaluationItem, optionLogProbabilities: [[Double]], task: EvaluationTask) -> ItemOutcome {
         var scores: [Double] = [], goldLL = 0.0
