@@ -6,11 +6,17 @@
 Reads <root>/<model>/<set>/{report.json, neurons.json, converge/summary.csv} and prints a Markdown
 table: samples (a/b), then per σ the overlap, IoU and neuron fraction of the run's own a/b split,
 then the `cnl converge --seeds 20` band (mean ± sd over the 20 splits) at the largest n for σ = 6.
-Also writes <root>/table1.md and the layer profile (share of the σ = 6 neurons per relative depth,
-10 bins, every set pooled per model and each set thin) as an SVG.
+Also writes <root>/table1.md, the layer profile (share of the σ = 6 neurons per relative depth,
+10 bins, every set pooled per model and each set thin) as an SVG, and the Appendix E curves of
+every run (σ = 6 overlap and IoU, mean ± sd of the 20 splits against n; one panel per model) as a
+second SVG, with their numbers as a second Markdown table.
+
+    python3 scripts/table1-report.py runs/table1 --svg docs/figures/table1-layer-profile.svg \
+        --convergence-svg docs/figures/table1-convergence.svg
 """
 import csv
 import json
+import math
 import os
 import sys
 
@@ -18,6 +24,7 @@ SETS = ["gsm8k", "asdiv", "boolq", "imdb", "csqa"]
 SET_NAMES = {"gsm8k": "GSM8K", "asdiv": "ASDiv", "boolq": "BoolQ", "imdb": "IMDB", "csqa": "CommonsenseQA"}
 MODEL_NAMES = {"smollm2": "SmolLM2-135M", "gemma3": "Gemma-3-270M"}
 COLORS = {"smollm2": "#1f77b4", "gemma3": "#d62728"}
+SET_COLORS = {"gsm8k": "#1f77b4", "asdiv": "#ff7f0e", "boolq": "#2ca02c", "imdb": "#d62728", "csqa": "#9467bd"}
 BINS = 10
 
 
@@ -40,14 +47,15 @@ def load(root):
                 report = json.load(f)
             with open(os.path.join(d, "neurons.json")) as f:
                 neurons = json.load(f)
-            band = None
+            band, curve = None, []
             sp = os.path.join(d, "converge", "summary.csv")
             if os.path.exists(sp):
                 with open(sp) as f:
-                    rows = [r for r in csv.DictReader(f) if float(r["sigma"]) == 6]
-                if rows:
-                    band = max(rows, key=lambda r: int(r["n"]))
-            runs.append({"model": model, "set": s, "report": report, "neurons": neurons, "band": band})
+                    curve = sorted((r for r in csv.DictReader(f) if float(r["sigma"]) == 6), key=lambda r: int(r["n"]))
+                if curve:
+                    band = curve[-1]
+            runs.append({"model": model, "set": s, "report": report, "neurons": neurons, "band": band,
+                         "curve": curve})
     return runs
 
 
@@ -75,6 +83,82 @@ def table(runs):
         lines.append(f"| {MODEL_NAMES.get(r['model'], r['model'])} | {SET_NAMES[r['set']]} | {data['samples']} "
                      f"({data['size_a']}/{data['size_b']}) | " + " | ".join(cells) + f" | {band} |")
     return "\n".join(lines)
+
+
+def curve_table(runs):
+    """σ = 6 overlap / IoU, mean of the 20 splits, at every n of each run's grid."""
+    grid = sorted({int(c["n"]) for r in runs for c in r["curve"]})
+    lines = ["| model | set | " + " | ".join(f"n = {n}" for n in grid) + " |",
+             "|---|---|" + "---|" * len(grid)]
+    for r in runs:
+        at = {int(c["n"]): c for c in r["curve"]}
+        cells = [f"{100 * float(at[n]['overlap_mean']):.1f} / {100 * float(at[n]['iou_mean']):.1f}" if n in at else "–"
+                 for n in grid]
+        lines.append(f"| {MODEL_NAMES.get(r['model'], r['model'])} | {SET_NAMES[r['set']]} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def write_atomically(path, text):
+    tmp = path + ".partial"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def convergence_svg(runs, path):
+    """Appendix E: σ = 6 overlap (solid) and IoU (dashed) against n, mean ± sd bands, a panel per model."""
+    models = sorted({r["model"] for r in runs if r["curve"]})
+    if not models:
+        return False
+    grid = sorted({int(c["n"]) for r in runs for c in r["curve"]})
+    pw, ph, left, gap, top, bottom, right = 330, 280, 60, 40, 68, 60, 150
+    W, H = max(640, left + len(models) * pw + (len(models) - 1) * gap + right), top + ph + bottom
+    lo, hi = math.log2(grid[0]), math.log2(grid[-1])
+    ymin = min(0.4, min(float(c["iou_mean"]) - float(c["iou_std"]) for r in runs for c in r["curve"]))
+    ymin = math.floor(ymin * 10) / 10
+
+    def xy(x0, n, v):
+        t = 0.5 if hi == lo else (math.log2(n) - lo) / (hi - lo)
+        return x0 + t * pw, top + ph * (1 - (v - ymin) / (1 - ymin))
+
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="12">',
+           f'<rect width="{W}" height="{H}" fill="white"/>',
+           f'<text x="{left}" y="22" font-size="14">Appendix E: agreement of the σ = 6 masks of two disjoint halves of n samples</text>',
+           f'<text x="{left}" y="38" font-size="11">mean ± sd over 20 random a/b splits; solid: overlap, dashed: IoU</text>']
+    for k, m in enumerate(models):
+        x0 = left + k * (pw + gap)
+        out.append(f'<text x="{x0 + pw / 2}" y="{top - 8}" text-anchor="middle" font-weight="bold">{MODEL_NAMES.get(m, m)}</text>')
+        steps = int(round((1 - ymin) * 10))
+        for j in range(steps + 1):
+            v = ymin + j / 10
+            _, y = xy(x0, grid[0], v)
+            out.append(f'<line x1="{x0}" y1="{y:.1f}" x2="{x0 + pw}" y2="{y:.1f}" stroke="#ddd"/>')
+            if k == 0:
+                out.append(f'<text x="{x0 - 6}" y="{y + 4:.1f}" text-anchor="end">{100 * v:.0f} %</text>')
+        for n in grid:
+            x, _ = xy(x0, n, ymin)
+            out.append(f'<text x="{x:.1f}" y="{top + ph + 16}" text-anchor="middle">{n}</text>')
+        out.append(f'<text x="{x0 + pw / 2}" y="{top + ph + 36}" text-anchor="middle">n samples per half (log scale)</text>')
+        out.append(f'<rect x="{x0}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="black"/>')
+        for r in (r for r in runs if r["model"] == m and r["curve"]):
+            color = SET_COLORS.get(r["set"], "black")
+            for key, dash in (("overlap", ""), ("iou", ' stroke-dasharray="5 3"')):
+                upper = [xy(x0, int(c["n"]), min(1.0, float(c[key + "_mean"]) + float(c[key + "_std"]))) for c in r["curve"]]
+                lower = [xy(x0, int(c["n"]), float(c[key + "_mean"]) - float(c[key + "_std"])) for c in r["curve"]]
+                band = " ".join(f"{x:.1f},{y:.1f}" for x, y in upper + lower[::-1])
+                out.append(f'<polygon points="{band}" fill="{color}" fill-opacity="0.10" stroke="none"/>')
+                mean = " ".join(f"{x:.1f},{y:.1f}" for x, y in (xy(x0, int(c["n"]), float(c[key + "_mean"])) for c in r["curve"]))
+                out.append(f'<polyline points="{mean}" fill="none" stroke="{color}" stroke-width="2"{dash}/>')
+    ly = top + 10
+    lx = left + len(models) * pw + (len(models) - 1) * gap + 14
+    for s in SETS:
+        if any(r["set"] == s and r["curve"] for r in runs):
+            out.append(f'<line x1="{lx}" y1="{ly}" x2="{lx + 24}" y2="{ly}" stroke="{SET_COLORS[s]}" stroke-width="2"/>')
+            out.append(f'<text x="{lx + 30}" y="{ly + 4}">{SET_NAMES[s]}</text>')
+            ly += 20
+    out.append("</svg>")
+    write_atomically(path, "\n".join(out) + "\n")
+    return True
 
 
 def profile(run, sigma=6):
@@ -140,27 +224,36 @@ def svg(runs, path):
             out.append(f'<text x="{left + pw + 40}" y="{ly + 30 + 12 * k}" font-size="10">{line}</text>')
         ly += 44 + 12 * len(lines)
     out.append("</svg>")
-    tmp = path + ".partial"
-    with open(tmp, "w") as f:
-        f.write("\n".join(out) + "\n")
-    os.replace(tmp, path)
+    write_atomically(path, "\n".join(out) + "\n")
 
 
 def main():
     args = sys.argv[1:]
     if not args:
-        sys.exit("usage: table1-report.py RUNS_ROOT [--svg FILE]")
+        sys.exit("usage: table1-report.py RUNS_ROOT [--svg FILE] [--convergence-svg FILE]")
     root = args[0]
-    svg_path = args[args.index("--svg") + 1] if "--svg" in args else os.path.join(root, "layer-profile.svg")
+
+    def option(name, default):
+        if name not in args:
+            return default
+        i = args.index(name)
+        if i + 1 >= len(args):
+            sys.exit(f"table1-report: {name} needs a file name")
+        return args[i + 1]
+
+    svg_path = option("--svg", os.path.join(root, "layer-profile.svg"))
+    curve_path = option("--convergence-svg", os.path.join(root, "convergence.svg"))
     runs = load(root)
     if not runs:
         sys.exit(f"table1-report: {root}: no finished runs (<model>/<set>/report.json)")
-    md = table(runs)
+    md = table(runs) + "\n\nσ = 6, overlap / IoU in %, mean of the 20 splits of `cnl converge` at each n per half:\n\n" + curve_table(runs)
     print(md)
-    with open(os.path.join(root, "table1.md"), "w") as f:
-        f.write(md + "\n")
+    write_atomically(os.path.join(root, "table1.md"), md + "\n")
     svg(runs, svg_path)
-    print(f"\nwrote {os.path.join(root, 'table1.md')} and {svg_path}")
+    wrote = [os.path.join(root, "table1.md"), svg_path]
+    if convergence_svg(runs, curve_path):
+        wrote.append(curve_path)
+    print("\nwrote " + ", ".join(wrote))
 
 
 if __name__ == "__main__":

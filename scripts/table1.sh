@@ -6,6 +6,7 @@
 #   scripts/table1.sh                       every set, as many samples as each config says
 #   LIMIT=64 GRID=4,8,16,32 scripts/table1.sh   fewer samples (this 2-core machine: see docs/results.md)
 #   NP=2 MODELS="gemma3" SETS="gsm8k imdb" scripts/table1.sh
+#   CNL=/tmp/cnl scripts/table1.sh          a copy of the binary, so a rebuild does not touch the study
 #
 # A finished run (report.json) is kept; a stopped one resumes from its checkpoints. Runs go set by
 # set, both models each, so a stop leaves comparable pairs.
@@ -14,7 +15,7 @@ cd "$(dirname "$0")/.."
 NP=${NP:-1}
 MODELS=${MODELS:-"smollm2 gemma3"}
 SETS=${SETS:-"gsm8k imdb boolq asdiv csqa"}
-CNL=.build/release/cnl
+CNL=${CNL:-.build/release/cnl}
 [ -x "$CNL" ] || swift build -c release
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
 for set in $SETS; do
