@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The paper's Table 1 on this project's two real models: `cnl locate` (with the per-sample store)
 # and `cnl converge --seeds 20` for every set of configs/table1/<model>/, into runs/table1/, then
-# scripts/table1-report.py writes the Markdown table and the layer-profile SVG.
+# scripts/table1-report.py writes the Markdown tables, the layer-profile SVG and the Appendix E curves.
 #
 #   scripts/table1.sh                       every set, as many samples as each config says
-#   LIMIT=64 GRID=4,8,16,32 scripts/table1.sh   fewer samples (this 2-core machine: see docs/results.md)
+#   NP=2 LIMIT=256 GRID=8,16,32,64,128 scripts/table1.sh   256 per set, as docs/results.md ran it
+#                                           (IMDB has 200 reviews: GRID up to 100 there)
 #   NP=2 MODELS="gemma3" SETS="gsm8k imdb" scripts/table1.sh
 #   CNL=/tmp/cnl scripts/table1.sh          a copy of the binary, so a rebuild does not touch the study
 #
