@@ -243,6 +243,8 @@ def main():
 
     svg_path = option("--svg", os.path.join(root, "layer-profile.svg"))
     curve_path = option("--convergence-svg", os.path.join(root, "convergence.svg"))
+    if not os.path.isdir(root):
+        sys.exit(f"table1-report: {root}: no such directory (the runs root scripts/table1.sh writes, e.g. runs/table1)")
     runs = load(root)
     if not runs:
         sys.exit(f"table1-report: {root}: no finished runs (<model>/<set>/report.json)")
