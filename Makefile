@@ -17,8 +17,12 @@ run: setup assets build
 
 ## Every test: Swift unit and parity tests against HF transformers oracles. stdbuf: the tests'
 ## lines reach a CI log as they happen, not in 4 KB blocks (a hang then shows where it is).
+## OPENBLAS_CORETYPE: the kernels `cnl` restarts itself with where OpenBLAS fell back to generic
+## ones (`cnl blas`); the test process loads OpenBLAS itself, so it gets them from here.
 test: setup-oracle setup-slurm assets fixtures build-tests
-	stdbuf -oL -eL swift test -c release --skip-build
+	core=$$($(CNL) blas --coretype); \
+	  if [ -n "$$core" ]; then export OPENBLAS_CORETYPE=$$core; echo "test: OPENBLAS_CORETYPE=$$core (cnl blas)"; fi; \
+	  stdbuf -oL -eL swift test -c release --skip-build
 
 setup:
 	scripts/setup.sh

@@ -12,8 +12,13 @@ struct CNL: ParsableCommand {
         Models: a .gguf file (llama or gemma3 architecture) or a Hugging Face directory (config.json + \
         *.safetensors) of model_type llama, gpt2, gptj or gemma3_text.
         """,
-        subcommands: [Locate.self, Evaluate.self, Erase.self, Enhance.self, Converge.self, Rescore.self, Inspect.self, Tokenize.self, Generate.self, Bench.self]
+        subcommands: [Locate.self, Evaluate.self, Erase.self, Enhance.self, Converge.self, Rescore.self, Inspect.self, Tokenize.self, Generate.self, Bench.self, BLAS.self]
     )
+
+    static func main() {
+        BLASKernelRestart.restartIfOpenBLASFellBack()
+        main(nil)
+    }
 }
 
 /// Options every model-using command shares.
