@@ -321,7 +321,7 @@ public enum LocalizationRun {
                          finished: previous?.finished ?? [])
         plan.assign(bucketed, ranks: groups, layers: d.layers, steps: config.pointsPerLayer - 1, maxAnswerTokens: config.maxAnswerTokens,
                     finished: Set(inherited.finished.map(\.index)), dynamic: config.assignment == .dynamic)
-        log("cnl locate: \(loaded.model.modelType) \(d.layers)×\(d.ffnWidth) neurons from \(config.model)")
+        log("cnl locate: \(loaded.model.modelType) \(d.layers)×\(d.ffnWidth) neurons from \(config.model); OpenBLAS kernels \(BLASCore.current)")
         log("cnl locate: \(samples.count) samples of \(config.dataset.path) (a: \(plan.sizeA), b: \(plan.sizeB), seed \(config.seed)); "
             + (config.normalization == .gaussLegendre ? "Gauss–Legendre K = \(config.points ?? 0)" : "S = \(config.steps)") + ", σ = \(config.sigmas.map { String(format: "%g", $0) }.joined(separator: ", ")); "
             + "Appendix E grid \(plan.grid); \(ranks) rank\(ranks == 1 ? "" : "s")"
