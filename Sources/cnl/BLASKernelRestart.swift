@@ -27,9 +27,10 @@ enum BLASKernelRestart {
         }
         execv("/proc/self/exe", CommandLine.unsafeArgv)
         // Only reached if exec failed (no /proc): go on with the slow kernels rather than stop.
+        let reason = String(cString: strerror(errno))
         unsetenv("OPENBLAS_CORETYPE")
         unsetenv(replacedVariable)
-        FileHandle.standardError.write(Data("cnl: warning: could not restart (\(String(cString: strerror(errno)))); keeping OpenBLAS's '\(current)' kernels\n".utf8))
+        FileHandle.standardError.write(Data("cnl: warning: could not restart (\(reason)); keeping OpenBLAS's '\(current)' kernels\n".utf8))
     }
 
     /// One line per job, not per rank: rank 0 under Open MPI, Slurm or a PMI launcher, or a
