@@ -18,7 +18,7 @@ enum BLASKernelRestart {
         guard let better = BLASCore.replacement(current: current, cpuFlags: BLASCore.cpuFlags) else { return }
         setenv("OPENBLAS_CORETYPE", better, 1)
         setenv(replacedVariable, current, 1)
-        if isFirstRank(env) {
+        if launcherRank() == 0 {  // one line per job, not per rank
             FileHandle.standardError.write(Data("""
             cnl: OpenBLAS chose its generic '\(current)' kernels on this CPU; restarting with \
             OPENBLAS_CORETYPE=\(better) (set OPENBLAS_CORETYPE yourself to choose, or CNL_BLAS_CORE=keep)
@@ -31,15 +31,6 @@ enum BLASKernelRestart {
         unsetenv("OPENBLAS_CORETYPE")
         unsetenv(replacedVariable)
         FileHandle.standardError.write(Data("cnl: warning: could not restart (\(reason)); keeping OpenBLAS's '\(current)' kernels\n".utf8))
-    }
-
-    /// One line per job, not per rank: rank 0 under Open MPI, Slurm or a PMI launcher, or a
-    /// process started alone.
-    private static func isFirstRank(_ env: [String: String]) -> Bool {
-        for key in ["OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK", "SLURM_PROCID"] {
-            if let rank = env[key] { return rank == "0" }
-        }
-        return true
     }
 }
 
