@@ -269,7 +269,7 @@ public enum LocalizationRun {
 
     /// Takes the run directory's lock before anything in it is read or written: a second job
     /// into the same directory is refused here, at once, naming the job that holds it.
-    static func lockOutput(_ path: String, log: (String) -> Void) throws -> RunDirectoryLock {
+    static func lockOutput(_ path: String, command: String = "cnl locate", log: (String) -> Void) throws -> RunDirectoryLock {
         var isDir: ObjCBool = false
         if FileManager.default.fileExists(atPath: path, isDirectory: &isDir), !isDir.boolValue {
             throw LocalizationError.outputNotDirectory(path: path)
@@ -277,10 +277,10 @@ public enum LocalizationRun {
         let (mechanism, lease) = try RunDirectoryLock.settings()
         let lock = try RunDirectoryLock.acquire(directory: path, mechanism: mechanism, lease: lease)
         if let reason = lock.flockUnsupported {
-            log("cnl locate: flock(2) is not supported for \(lock.path) (\(reason)); using an exclusive lock file with a \(Int(lease)) s lease instead")
+            log("\(command): flock(2) is not supported for \(lock.path) (\(reason)); using an exclusive lock file with a \(Int(lease)) s lease instead")
         }
         if let (previous, reason) = lock.takenOver {
-            log("cnl locate: took over the stale lock \(lock.path) of \(previous?.description ?? "an unnamed holder") (\(reason))")
+            log("\(command): took over the stale lock \(lock.path) of \(previous?.description ?? "an unnamed holder") (\(reason))")
         }
         return lock
     }

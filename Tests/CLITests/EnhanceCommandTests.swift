@@ -4,13 +4,14 @@
 import Coordinator
 import Engine
 import Foundation
+import Shard
 import XCTest
 
 final class EnhanceCommandTests: XCTestCase {
     static let model = ".assets/models/SmolLM2-135M-Instruct.Q4_1.gguf"
 
     /// A dataset config in `dir` (name.yaml) over GSM8K records offset+1 … offset+limit.
-    func gsm8k(_ dir: URL, _ name: String, offset: Int, limit: Int, task: Bool = true, model: String = model) throws -> String {
+    static func gsm8k(_ dir: URL, _ name: String, offset: Int, limit: Int, task: Bool = true, model: String = model) throws -> String {
         let path = dir.appendingPathComponent("\(name).yaml").path
         try """
         model: \(model)
@@ -28,7 +29,7 @@ final class EnhanceCommandTests: XCTestCase {
     }
 
     /// Training records 9–16 (8 samples), evaluation records 101–104.
-    func configs(_ dir: URL) throws -> (train: String, eval: String) {
+    static func configs(_ dir: URL) throws -> (train: String, eval: String) {
         (try gsm8k(dir, "train", offset: 8, limit: 8, task: false), try gsm8k(dir, "eval", offset: 100, limit: 4))
     }
 
@@ -67,7 +68,7 @@ final class EnhanceCommandTests: XCTestCase {
         let run = try EraseCommandTests.tinyRun.get()
         let dir = try CLI.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
-        let c = try configs(dir)
+        let c = try Self.configs(dir)
         let deltas = ["tiny_located-epoch1", "tiny_located-epoch2", "tiny_random-seed0-epoch1", "tiny_random-seed0-epoch2"]
         func outputs(_ out: String) throws -> [Data] {
             try deltas.map { try bytes("\(out)/deltas/\($0).safetensors") } + ["enhance.csv", "cross.csv", "enhance.svg", "cross.svg"].map { try bytes("\(out)/\($0)") }
@@ -143,7 +144,7 @@ final class EnhanceCommandTests: XCTestCase {
         let run = try EraseCommandTests.tinyRun.get()
         let dir = try CLI.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
-        let c = try configs(dir)
+        let c = try Self.configs(dir)
         let out = dir.appendingPathComponent("out").path
         let r = try CLI.mpirun(2, ["enhance", run, "--train", c.train, "--eval", c.eval, "--epochs", "1", "--lr", "1e-4",
                                    "--arms", "without-located", "--output", out], timeout: 1200)
@@ -166,14 +167,15 @@ final class EnhanceCommandTests: XCTestCase {
         print("enhance without-located: \(located.count) located rows zero, \(changedRows) of \(30 * 1536 - located.count) other rows tuned")
     }
 
-    /// Each refused input: one error line, a non-zero exit on every rank, no output files.
+    /// Each refused input: one error line, a non-zero exit on every rank, no output files; a
+    /// second study into a busy output directory.
     func testBadInputsAreRefusedBeforeTraining() throws {
         _ = try CLI.asset("models/SmolLM2-135M-Instruct.Q4_1.gguf")
         let run = try EraseCommandTests.tinyRun.get()
         let dir = try CLI.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
-        let c = try configs(dir)
-        let overlapping = try gsm8k(dir, "train-overlap", offset: 96, limit: 8, task: false)
+        let c = try Self.configs(dir)
+        let overlapping = try Self.gsm8k(dir, "train-overlap", offset: 96, limit: 8, task: false)
         let cases: [(String, [String], String)] = [
             ("σ too high", ["--sigma", "1000"], "locates no neuron at σ = 1000"),
             ("train overlaps eval", ["--train", overlapping], "training record .assets/data/gsm8k/test.jsonl:101 is evaluation record"),
@@ -192,12 +194,21 @@ final class EnhanceCommandTests: XCTestCase {
             XCTAssertFalse(FileManager.default.fileExists(atPath: out + "/enhance.json"), "\(what): left an output")
             XCTAssertFalse(FileManager.default.fileExists(atPath: out + "/deltas"), "\(what): left a delta")
         }
+        // A second study into an output directory another job holds (here: this test process):
+        // refused at once, naming the holder, before anything is read or written there.
+        let busy = dir.appendingPathComponent("busy").path
+        let held = try RunDirectoryLock.acquire(directory: busy)
+        let refused = try CLI.mpirun(2, ["enhance", run, "--train", c.train, "--eval", c.eval, "--arms", "located", "--output", busy])
+        assertOneLineFailure(refused, contains: ["is in use by another cnl job", "pid \(getpid())", busy + "/.lock"], outputDir: nil)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: busy), [".lock"], "the refused study wrote into the busy directory")
+        held.release()
         // A delta applied to another checkpoint: refused, naming both fingerprints.
         let out = dir.appendingPathComponent("good").path
         var r = try CLI.run(["enhance", run, "--train", c.train, "--eval", c.eval, "--epochs", "1", "--arms", "located", "--output", out])
         XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out + "/.lock"), "a finished study leaves no lock")
         let gemma = try CLI.asset("models/gemma-3-270m-q4_k_m.gguf")
-        let other = try gsm8k(dir, "eval-gemma", offset: 100, limit: 4, model: gemma)
+        let other = try Self.gsm8k(dir, "eval-gemma", offset: 100, limit: 4, model: gemma)
         r = try CLI.mpirun(2, ["evaluate", "--config", other, "--delta", out + "/deltas/tiny_located-epoch1.safetensors", "--output", dir.appendingPathComponent("ev").path])
         XCTAssertNotEqual(r.status, 0)
         func sha256(_ p: String) throws -> String {
@@ -216,7 +227,7 @@ final class EnhanceCommandTests: XCTestCase {
     func testGemma3SavedModelIsTheGGUFAsTransformersReadsIt() throws {
         let gemma = try CLI.asset("models/gemma-3-270m-q4_k_m.gguf")
         let dir = try CLI.temporaryDirectory()
-        let eval = try gsm8k(dir, "eval-gemma", offset: 100, limit: 4, model: gemma)
+        let eval = try Self.gsm8k(dir, "eval-gemma", offset: 100, limit: 4, model: gemma)
         let saved = dir.appendingPathComponent("saved").path, out = dir.appendingPathComponent("ev").path
         let r = try CLI.mpirun(1, ["evaluate", "--config", eval, "--output", out, "--save-model", saved])
         XCTAssertEqual(r.status, 0, r.stderr)

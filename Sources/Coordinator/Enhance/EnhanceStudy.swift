@@ -116,6 +116,8 @@ public enum EnhanceStudy {
         let started = Date()
         var ranks = 1
         var report: EnhanceReport?
+        /// The output directory's lock, held from before planning until the tables are written.
+        var lock: RunDirectoryLock?
         init(_ r: EnhanceRequest) { request = r }
     }
 
@@ -127,9 +129,13 @@ public enum EnhanceStudy {
         BLASThreads.set(LocalizationRun.blasThreads(requested: request.threads, mpi: mpi))
         let root = Root(request)
         root.ranks = mpi.size
+        // One study per output directory: a second job into it (a double submission) is refused
+        // before it reads or writes anything there. Released on every way out.
+        defer { root.lock?.release() }
 
         var planned: (work: EnhanceWork, model: TransformerModel, tokenizer: Tokenizer)?
         let work = try RootDecision.broadcast(mpi, log: log) {
+            root.lock = try LocalizationRun.lockOutput(request.output, command: "cnl enhance", log: log)
             let p = try plan(root, log: log)
             try EvaluationExecutor.checkSizes(p.work.sets, ranks: mpi.size)
             if let i = p.work.trainSets.firstIndex(where: { $0.count < mpi.size }) {
@@ -208,10 +214,13 @@ public enum EnhanceStudy {
             if mpi.rank == 0 {
                 log("cnl: stop signal; the arm's state is checkpointed in \(request.output)/jobs; exiting with status \(CheckpointKeeper.requeueStatus) (run the same command to resume)")
             }
+            root.lock?.release()
             mpi.finalize()
             exit(CheckpointKeeper.requeueStatus)
         } catch {
             FileHandle.standardError.write(Data("cnl: error: rank \(mpi.rank): \(error.localizedDescription)\n".utf8))
+            // The abort kills the root too: its lock goes first, so a resubmission finds none.
+            root.lock?.release()
             mpi.abort(code: 1)
         }
 
