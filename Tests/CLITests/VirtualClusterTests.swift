@@ -38,8 +38,21 @@ final class VirtualClusterTests: XCTestCase {
         _ = try? CLI.launch("/bin/bash", [script, "stop"], environment: jobEnvironment, timeout: 120)
     }
 
+    /// Waits until `nodes` (e.g. "vn[1-3]") are all idle, and 2 s more. A step launched on a node
+    /// while the previous job's step was still being torn down there crashed in Open MPI's init
+    /// (SIGSEGV: once in a full-suite run after the node-loss test, once right after the enhance
+    /// test's job); SlurmTests wait for the same reason. Every submission here waits first.
+    func waitUntilIdle(_ nodes: String, count: Int) {
+        let idle = Date().addingTimeInterval(60)
+        while Date() < idle, slurm("sinfo", ["-h", "-N", "-n", nodes, "-o", "%t"]).split(separator: "\n").map(String.init) != Array(repeating: "idle", count: count) {
+            Thread.sleep(forTimeInterval: 0.25)
+        }
+        Thread.sleep(forTimeInterval: 2)
+    }
+
     /// sbatch of `args` (the multi-node template, tiny config) into `out`; returns the job id.
     func submit(nodes: Int, perNode: Int, out: String, log: String, extra: String = "", wait: Bool) throws -> (id: String, result: CLIResult) {
+        waitUntilIdle("vn[1-\(nodes)]", count: nodes)
         let cnl = CLI.repoRoot.appendingPathComponent(".build/release/cnl").path
         var args = ["--parsable", "--nodes=\(nodes)", "--ntasks-per-node=\(perNode)", "--cpus-per-task=1", "--overcommit", "--time=15",
                     "--output=\(log)", "--export=ALL,CNL_BIN=\(cnl)" + (extra.isEmpty ? "" : ",CNL_EXTRA_ARGS=\(extra)")]
@@ -69,6 +82,41 @@ final class VirtualClusterTests: XCTestCase {
         XCTAssertEqual(nodes.count, 3, "two ranks on each of 3 nodes: \(ranks.map { $0["node"] as! Int })")
         XCTAssertTrue(try Data(contentsOf: URL(fileURLWithPath: out + "/scores.safetensors")) == reference, "differs from one process")
         print("virtual cluster: slurm/locate-multi-node.sbatch on 3 nodes × 2 ranks (btl self,tcp): exit 0, scores.safetensors equal to one process")
+    }
+
+    /// slurm/enhance.sbatch on 3 nodes × 1 rank (batches of 4 shared 2/1/1 over the nodes, over
+    /// TCP): exit 0 and the delta bytes of `cnl enhance` in one process.
+    func testEnhanceTemplateOnThreeNodesGivesTheDeltaBytesOfOneProcess() throws {
+        let run = try EraseCommandTests.tinyRun.get()
+        let dir = try CLI.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let c = try EnhanceCommandTests.configs(dir)
+        func study(_ out: String) -> [String] {
+            [run, "--train", c.train, "--eval", c.eval, "--epochs", "1,2", "--lr", "1e-4", "--batch-size", "4", "--arms", "located",
+             "--output", out]
+        }
+        let alone = dir.appendingPathComponent("np1").path
+        let one = try CLI.mpirun(1, ["enhance"] + study(alone))
+        XCTAssertEqual(one.status, 0, one.stderr)
+        let out = dir.appendingPathComponent("cluster").path, log = dir.appendingPathComponent("job.log").path
+        let cnl = CLI.repoRoot.appendingPathComponent(".build/release/cnl").path
+        waitUntilIdle("vn[1-3]", count: 3)
+        let r = try CLI.launch("/usr/bin/sbatch", ["--parsable", "--wait", "--nodes=3", "--ntasks-per-node=1", "--cpus-per-task=1", "--overcommit",
+                                                  "--time=15", "--output=\(log)", "--export=ALL,CNL_BIN=\(cnl)", "slurm/enhance.sbatch"] + study(out),
+                               environment: Self.jobEnvironment, timeout: 900)
+        let jobLog = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+        let id = r.stdout.split(separator: "\n").first.map { String($0.split(separator: ";").first ?? "") } ?? ""
+        if r.status == -1 { _ = slurm("scancel", [id]) }
+        XCTAssertEqual(r.status, 0, "sbatch --wait: \(r.stdout)\(r.stderr)\n\(jobLog)")
+        guard r.status == 0, one.status == 0 else { return }
+        XCTAssertTrue(jobLog.contains("on vn[1-3]: 3 ranks"), jobLog)
+        XCTAssertTrue(jobLog.contains("cnl exited with status 0"), jobLog)
+        for delta in ["tiny_located-epoch1", "tiny_located-epoch2"] {
+            let a = try Data(contentsOf: URL(fileURLWithPath: "\(alone)/deltas/\(delta).safetensors"))
+            let b = try Data(contentsOf: URL(fileURLWithPath: "\(out)/deltas/\(delta).safetensors"))
+            XCTAssertTrue(a == b, "\(delta): 3 nodes differ from one process")
+        }
+        print("virtual cluster: slurm/enhance.sbatch on 3 nodes × 1 rank (btl self,tcp): exit 0, both epochs' deltas equal to one process")
     }
 
     /// Node loss: vn3's slurmd and its rank are killed mid-run. The job ends (Slurm marks the node
@@ -108,15 +156,7 @@ final class VirtualClusterTests: XCTestCase {
         XCTAssertTrue(jobLog.contains("rank 0: stop signal; checkpointed") && jobLog.contains("rank 1: stop signal; checkpointed"),
                       "the surviving ranks checkpointed:\n\(jobLog)")
         _ = slurm("scancel", [id])   // requeued by Slurm, but for 3 nodes: resubmitted on 2 instead
-        // The next job only once both remaining nodes are idle again, and 2 s more: a step launched
-        // on vn1 while the cancelled job's step was still being torn down there crashed in Open
-        // MPI's init (SIGSEGV, once in a full-suite run); SlurmTests wait for the same reason.
-        let idle = Date().addingTimeInterval(60)
-        while Date() < idle, slurm("sinfo", ["-h", "-N", "-n", "vn[1-2]", "-o", "%t"]).split(separator: "\n").map(String.init) != ["idle", "idle"] {
-            Thread.sleep(forTimeInterval: 0.25)
-        }
-        Thread.sleep(forTimeInterval: 2)
-
+        // (submit waits until both remaining nodes are idle again)
         let (_, resumed) = try submit(nodes: 2, perNode: 1, out: out, log: dir.appendingPathComponent("resumed.log").path, wait: true)
         let resumedLog = (try? String(contentsOfFile: dir.appendingPathComponent("resumed.log").path, encoding: .utf8)) ?? ""
         XCTAssertEqual(resumed.status, 0, "\(resumed.stdout)\(resumed.stderr)\n\(resumedLog)")
