@@ -99,7 +99,9 @@ public enum EnhanceOutputs {
                 s += "| \(t.train) | \(t.arm.rawValue) | \(t.epoch) | \(t.sets.joined(separator: ", ")) | \(signed(t.accuracyChange)) | \(signed(t.logLikelihoodChange)) |\n"
             }
         }
-        if r.pairs.count > 1 || r.sets.count > 1, let epoch = r.epochs.last {
+        // The matrix compares the located arm with the random one; a study of w/o-located arms only
+        // has no cell to show (their transfer is in Table 5 above).
+        if r.pairs.count > 1 || r.sets.count > 1, r.rows.contains(where: { $0.located != nil }), let epoch = r.epochs.last {
             for accuracy in [true, false] {
                 s += "\n## Cross-dataset matrix (Fig. 5a), epoch \(epoch): located change − mean random change in \(accuracy ? "accuracy" : "log-likelihood")\n\n"
                 s += "| tuned on \\ evaluated on | " + r.sets.map(\.name).joined(separator: " | ") + " |\n|---|" + r.sets.map { _ in "---:|" }.joined() + "\n"
