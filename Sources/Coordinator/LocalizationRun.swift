@@ -258,31 +258,13 @@ public enum LocalizationRun {
     /// wrong with the input is found here, before any rank starts the long part.
     static func plan(_ request: LocateRequest, ranks: Int, placement: WeightPlacement, log: (String) -> Void) throws -> RootState {
         let config = try request.overrides.applied(to: RunConfig.load(path: request.configPath))
-        let runLock = try lockOutput(config.output, log: log)
+        let runLock = try OutputDirectoryLock.acquire(config.output, command: "cnl locate", log: log)
         do {
             return try plan(request, config: config, runLock: runLock, ranks: ranks, placement: placement, log: log)
         } catch {
             runLock.release()
             throw error
         }
-    }
-
-    /// Takes the run directory's lock before anything in it is read or written: a second job
-    /// into the same directory is refused here, at once, naming the job that holds it.
-    static func lockOutput(_ path: String, command: String = "cnl locate", log: (String) -> Void) throws -> RunDirectoryLock {
-        var isDir: ObjCBool = false
-        if FileManager.default.fileExists(atPath: path, isDirectory: &isDir), !isDir.boolValue {
-            throw LocalizationError.outputNotDirectory(path: path)
-        }
-        let (mechanism, lease) = try RunDirectoryLock.settings()
-        let lock = try RunDirectoryLock.acquire(directory: path, mechanism: mechanism, lease: lease)
-        if let reason = lock.flockUnsupported {
-            log("\(command): flock(2) is not supported for \(lock.path) (\(reason)); using an exclusive lock file with a \(Int(lease)) s lease instead")
-        }
-        if let (previous, reason) = lock.takenOver {
-            log("\(command): took over the stale lock \(lock.path) of \(previous?.description ?? "an unnamed holder") (\(reason))")
-        }
-        return lock
     }
 
     static func plan(_ request: LocateRequest, config: RunConfig, runLock: RunDirectoryLock, ranks: Int, placement: WeightPlacement,

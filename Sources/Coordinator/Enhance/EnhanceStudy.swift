@@ -135,7 +135,7 @@ public enum EnhanceStudy {
 
         var planned: (work: EnhanceWork, model: TransformerModel, tokenizer: Tokenizer)?
         let work = try RootDecision.broadcast(mpi, log: log) {
-            root.lock = try LocalizationRun.lockOutput(request.output, command: "cnl enhance", log: log)
+            root.lock = try OutputDirectoryLock.acquire(request.output, command: "cnl enhance", log: log)
             let p = try plan(root, log: log)
             try EvaluationExecutor.checkSizes(p.work.sets, ranks: mpi.size)
             if let i = p.work.trainSets.firstIndex(where: { $0.count < mpi.size }) {
