@@ -93,6 +93,13 @@ final class EnhanceCommandTests: XCTestCase {
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertTrue(r.stderr.contains("resuming in epoch 2 after batch 1"), r.stderr)
         XCTAssertTrue(try outputs(resumed) == reference, "the resumed study's outputs differ from the uninterrupted one's")
+        // Its time covers the last invocation only, and its report says so.
+        func resumedFlag(_ out: String) throws -> Bool? {
+            (try JSONSerialization.jsonObject(with: bytes(out + "/enhance.json")) as? [String: Any])?["resumed"] as? Bool
+        }
+        XCTAssertEqual(try resumedFlag(resumed), true)
+        XCTAssertEqual(try resumedFlag(dir.appendingPathComponent("np1").path), false)
+        XCTAssertTrue(try String(contentsOfFile: resumed + "/enhance.md", encoding: .utf8).contains("this invocation, which resumed a study begun earlier"))
 
         // float64 PyTorch: the same batches and Adam from the base weights.
         let np1 = dir.appendingPathComponent("np1").path

@@ -91,12 +91,15 @@ public struct EnhanceReport: Codable, Sendable {
     public var arms: [ArmInfo]
     public var rows: [EnhanceRow]
     public var transfer: [EnhanceTransferRow]
+    /// Seconds and ranks of this invocation; `resumed`: it continued a study begun by an earlier
+    /// one (whose time is not in `seconds`).
     public var seconds: Double
     public var ranks: Int
+    public var resumed: Bool
 
     enum CodingKeys: String, CodingKey {
         case cnlEnhance = "cnl_enhance", created, modelPath = "model_path", modelSHA256 = "model_sha256", sigma, epochs
-        case randomSeeds = "random_seeds", settings, pairs, sets, base, arms, rows, transfer, seconds, ranks
+        case randomSeeds = "random_seeds", settings, pairs, sets, base, arms, rows, transfer, seconds, ranks, resumed
     }
 }
 
@@ -162,7 +165,8 @@ extension EnhanceStudy.Root {
                                        trainSamples: trainSets[p].items.count, located: located[p].count)
                              },
                              sets: sets.map { .init(name: $0.name, config: $0.configPath, data: $0.config.dataset.path, task: $0.task.kind, samples: $0.items.count) },
-                             base: base, arms: armInfos, rows: rows, transfer: transfer, seconds: Date().timeIntervalSince(started), ranks: ranks)
+                             base: base, arms: armInfos, rows: rows, transfer: transfer, seconds: Date().timeIntervalSince(started), ranks: ranks,
+                             resumed: resumed)
     }
 
     func sameData(_ pair: Int, _ set: EvaluationSet) -> Bool {

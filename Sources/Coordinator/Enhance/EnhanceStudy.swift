@@ -118,6 +118,8 @@ public enum EnhanceStudy {
         var report: EnhanceReport?
         /// The output directory's lock, held from before planning until the tables are written.
         var lock: RunDirectoryLock?
+        /// An earlier invocation of the same study left its base evaluation (at least) on file.
+        var resumed = false
         init(_ r: EnhanceRequest) { request = r }
     }
 
@@ -304,6 +306,7 @@ public enum EnhanceStudy {
         if let data = FileManager.default.contents(atPath: root.basePath), let b = try? JSONDecoder().decode(BaseRecord.self, from: data),
            b.identity == "\(modelSHA)|\(evalIdentity)" {
             root.base = b.sets
+            root.resumed = true
         }
         var pending: [ArmWork] = []
         for var arm in arms {

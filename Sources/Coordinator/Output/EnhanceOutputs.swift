@@ -63,8 +63,9 @@ public enum EnhanceOutputs {
         var s = "# Enhance: tuning only the located neurons (Table 2)\n\n"
         s += "Model `\(r.modelPath)` (sha256 \(r.modelSHA256.prefix(12))…); σ = \(RunOutputs.sigmaName(r.sigma)); Adam lr \(r.settings.learningRate), "
         s += "batch \(r.settings.batchSize), shuffle seed \(r.settings.seed); trained slices: each neuron's W_in row (and bias where the model has one)\(r.settings.upAndDown ? ", W_up row and W_out column" : "")"
-        s += "; random arm: \(r.randomSeeds) seed\(r.randomSeeds == 1 ? "" : "s") (mean ± sd); \(r.ranks) rank\(r.ranks == 1 ? "" : "s"), "
-        s += String(format: "%.0f s.\n\n", r.seconds)
+        s += "; random arm: \(r.randomSeeds) seed\(r.randomSeeds == 1 ? "" : "s") (mean ± sd); "
+        s += r.resumed ? "this invocation, which resumed a study begun earlier (their time is not counted): " : ""
+        s += "\(r.ranks) rank\(r.ranks == 1 ? "" : "s"), " + String(format: "%.0f s.\n\n", r.seconds)
         for p in r.pairs {
             s += "- **\(p.name)**: \(p.located) located neurons from `\(p.run)`, trained on `\(p.trainConfig)` (\(p.trainSamples) samples)\n"
         }
