@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The paper's Table 2 on SmolLM2: for every set, the localization run of configs/table3/locate-<set>.yaml
-# (128 samples; IMDB 100) into runs/table3/<set>, then one `cnl enhance` per σ over all sets: each
+# The paper's Table 2 on SmolLM2: for every set, a localization run of 128 samples (Table 3's
+# configs/table3/locate-<set>.yaml into runs/table3/<set>; for IMDB, whose Table 3 run holds 100 reviews,
+# configs/table2/locate-imdb.yaml into runs/table2/locate/imdb), then one `cnl enhance` per σ over all sets: each
 # run's neurons tuned on configs/table2/train-<set>.yaml, every arm evaluated on every
 # configs/table2/eval-<set>.yaml (Table 2 on the set's own data, the cross matrix and Table 5 on
 # the others), into runs/table2/s<σ>/.
@@ -22,11 +23,16 @@ ARMS=${ARMS:-located,random,without-located}
 CNL=${CNL:-.build/release/cnl}
 [ -x "$CNL" ] || { swift build -c release && CNL=.build/release/cnl; }
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
-runs=() trains=() evals=()
-NP=$NP CNL=$CNL scripts/locate-table3-runs.sh $SETS
+runs=() trains=() evals=() configs=()
 for set in $SETS; do
-    runs+=("runs/table3/$set"); trains+=(--train "configs/table2/train-$set.yaml"); evals+=(--eval "configs/table2/eval-$set.yaml")
+    if [ -f "configs/table2/locate-$set.yaml" ]; then
+        configs+=("configs/table2/locate-$set.yaml"); runs+=("runs/table2/locate/$set")
+    else
+        configs+=("configs/table3/locate-$set.yaml"); runs+=("runs/table3/$set")
+    fi
+    trains+=(--train "configs/table2/train-$set.yaml"); evals+=(--eval "configs/table2/eval-$set.yaml")
 done
+NP=$NP CNL=$CNL scripts/locate-runs.sh "${configs[@]}"
 for sigma in $SIGMAS; do
     echo "table2: σ = $sigma → runs/table2/s$sigma"
     mpirun --oversubscribe -np "$NP" "$CNL" enhance "${runs[@]}" "${trains[@]}" "${evals[@]}" --sigma "$sigma" \

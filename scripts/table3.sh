@@ -27,11 +27,11 @@ STEPS=${STEPS:-table,cross}
 CNL=${CNL:-.build/release/cnl}
 [ -x "$CNL" ] || { swift build -c release && CNL=.build/release/cnl; }
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
-runs=() evals=()
-NP=$NP CNL=$CNL scripts/locate-table3-runs.sh $SETS
+runs=() evals=() configs=()
 for set in $SETS; do
-    runs+=("runs/table3/$set"); evals+=(--eval "configs/table3/eval-$set.yaml")
+    configs+=("configs/table3/locate-$set.yaml"); runs+=("runs/table3/$set"); evals+=(--eval "configs/table3/eval-$set.yaml")
 done
+NP=$NP CNL=$CNL scripts/locate-runs.sh "${configs[@]}"
 if [[ ",$STEPS," == *",table,"* ]]; then
     echo "table3: σ = $SIGMAS, K = $K ($BASELINES) → runs/table3/erase"
     mpirun --oversubscribe -np "$NP" "$CNL" erase "${runs[@]}" "${evals[@]}" --sigma "$SIGMAS" \
