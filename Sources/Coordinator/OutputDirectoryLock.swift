@@ -1,7 +1,8 @@
 import Foundation
 import Shard
 
-/// One job per output directory, for every command that writes one (`cnl locate`, `cnl enhance`):
+/// One job per output directory, for every command that writes one (`cnl locate`, `cnl enhance`,
+/// `cnl erase`, `cnl evaluate`):
 /// the directory's lock is taken before anything in it is read or written, so a second job into
 /// the same directory (a double submission) is refused at once, naming the job that holds it.
 enum OutputDirectoryLock {

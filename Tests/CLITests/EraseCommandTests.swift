@@ -1,5 +1,6 @@
 // `cnl evaluate` and `cnl erase` end to end on SmolLM2: same outputs for any rank count, and every refused input.
 import Foundation
+import Shard
 import XCTest
 
 final class EraseCommandTests: XCTestCase {
@@ -202,6 +203,27 @@ final class EraseCommandTests: XCTestCase {
                              outputDir: out)
         assertOneLineFailure(try CLI.run(["evaluate", "--config", g, "--erase", run]), contains: ["test.jsonl:5 is localization sample"],
                              outputDir: dir.appendingPathComponent("out"))
+    }
+
+    /// A second job into an output directory another job holds (here: this test process): refused
+    /// at once by erase and by evaluate, naming the holder, before anything there is read or
+    /// written; once the holder lets go, an evaluation runs there and leaves no lock behind.
+    func testBusyOutputDirectoryIsRefused() throws {
+        let run = try tinyRun()
+        let dir = try CLI.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let g = try gsm8kHeldOut(dir)
+        let busy = dir.appendingPathComponent("busy").path
+        let held = try RunDirectoryLock.acquire(directory: busy)
+        for args in [["erase", run, "--eval", g, "--output", busy], ["evaluate", "--config", g, "--output", busy]] {
+            assertOneLineFailure(try CLI.mpirun(2, args), contains: ["is in use by another cnl job", "pid \(getpid())", busy + "/.lock"], outputDir: nil)
+            XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: busy), [".lock"], "\(args[0]) wrote into the busy directory")
+        }
+        held.release()
+        let r = try CLI.mpirun(2, ["evaluate", "--config", g, "--output", busy])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: busy + "/evaluation.json"), r.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: busy + "/.lock"), "a finished evaluation leaves no lock")
     }
 
     func testFewerSamplesThanRanksIsRefusedOnEveryRank() throws {

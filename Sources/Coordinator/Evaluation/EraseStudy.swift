@@ -133,6 +133,7 @@ public enum EraseStudy {
         var started = Date()
         var ranks = 1
         var report: EraseReport?
+        var lock: RunDirectoryLock?
         init(_ r: EraseRequest) { request = r }
 
         func plan(log: (String) -> Void) throws -> (work: EvaluationWork, model: TransformerModel, tokenizer: Tokenizer) {
@@ -173,6 +174,9 @@ public enum EraseStudy {
     static func plan(_ root: Root, log: (String) -> Void) throws -> (work: EvaluationWork, model: TransformerModel, tokenizer: Tokenizer) {
         let request = root.request
         for s in request.sigmas + [request.crossSigma].compactMap({ $0 }) where !(s > 0 && s.isFinite) { throw EvaluationError.sigma(value: s) }
+        // One study per output directory: a second job into it (a double submission) is refused
+        // before it reads the finished jobs there or writes anything.
+        root.lock = try OutputDirectoryLock.acquire(request.output, command: "cnl erase", log: log)
         let inputs = try StudyInputs.load(runs: request.runs, evals: request.evals)
         let (runs, sets, modelPath, modelSHA) = (inputs.runs, inputs.evalSets, inputs.modelPath, inputs.modelSHA256)
         let d = inputs.model.dimensions

@@ -81,12 +81,15 @@ public enum EvaluateRun {
         var modelSHA = ""
         var erased = EvaluationReport.Erased(condition: "base", neurons: 0, run: nil, sigma: nil, seed: nil)
         var report: EvaluationReport?
+        var lock: RunDirectoryLock?
 
         init(_ request: EvaluateRequest) { self.request = request }
 
         func plan(log: (String) -> Void) throws -> (work: EvaluationWork, model: TransformerModel, tokenizer: Tokenizer) {
             let config = try RunConfig.load(path: request.configPath)
             output = request.output ?? config.output
+            // One job per output directory: a second evaluation into it is refused before anything there is touched.
+            lock = try OutputDirectoryLock.acquire(output, command: "cnl evaluate", log: log)
             guard FileManager.default.fileExists(atPath: config.model) else {
                 throw CheckpointError.cannotOpen(path: config.model, reason: "no such file or directory; set 'model' in \(request.configPath)")
             }

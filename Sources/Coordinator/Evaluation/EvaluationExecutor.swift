@@ -43,6 +43,9 @@ public struct JobResult: Sendable {
 
 /// The root's side of an evaluation command (`cnl evaluate`, `cnl erase`): only rank 0 calls it.
 protocol EvaluationDriver: AnyObject {
+    /// The output directory's lock (OutputDirectoryLock), taken by `plan` on the root before it
+    /// reads or writes anything there; the executor releases it however the job ends.
+    var lock: RunDirectoryLock? { get set }
     /// The work, or the user's error (printed once by the root while every rank exits 1).
     func plan(log: (String) -> Void) throws -> (work: EvaluationWork, model: TransformerModel, tokenizer: Tokenizer)
     /// Job `index` of the work finished (write it out here: a stop loses at most the job in progress).
@@ -57,6 +60,7 @@ enum EvaluationExecutor {
         let mpi = try MPIContext()
         defer { mpi.finalize() }
         BLASThreads.set(LocalizationRun.blasThreads(requested: requested, mpi: mpi))
+        defer { driver.lock?.release() }
 
         var planned: (work: EvaluationWork, model: TransformerModel, tokenizer: Tokenizer)?
         let work = try RootDecision.broadcast(mpi, log: log) {
