@@ -37,6 +37,9 @@ final class SliceTrainer {
     let mpi: MPIContext
     /// Adam's state lives on the root only (the other ranks receive the stepped values).
     var adam: SliceAdam?
+    /// Samples of the rank's share of a batch computed at once (SampleGradientWorkers): the BLAS
+    /// thread count the rank was given, each worker then running on one BLAS thread.
+    let workers: Int
 
     init(model: TransformerModel, slices: NeuronSlices, settings: TrainingSettings, items: [TrainingItem], mpi: MPIContext) {
         self.model = model
@@ -45,6 +48,7 @@ final class SliceTrainer {
         self.settings = settings
         self.items = items
         self.mpi = mpi
+        workers = BLASThreads.current
         if mpi.rank == 0 { adam = SliceAdam(count: parameters.count, learningRate: settings.learningRate) }
     }
 
@@ -89,13 +93,8 @@ final class SliceTrainer {
             let batch = batches[b]
             // Member k of the batch goes to rank k mod size: the sum does not depend on who adds what.
             var sums = ExactAccumulator(count: P + 1)
-            for k in stride(from: mpi.rank, to: batch.count, by: mpi.size) {
-                let item = items[batch[k]]
-                let g = try model.sliceGradient(prompt: item.prompt, answer: item.answer, slices: slices)
-                var v = g.flattened
-                v.append(g.loss)
-                try sums.add(v)
-            }
+            let mine = stride(from: mpi.rank, to: batch.count, by: mpi.size).map { items[batch[$0]] }
+            try SampleGradientWorkers.sum(mine, model: model, slices: slices, workers: workers, into: &sums)
             let reduced = try mpi.sumInt64(sums.limbs)
             var values: [Float] = []
             if let reduced, adam != nil {
