@@ -70,7 +70,7 @@ struct Enhance: ParsableCommand {
     @Flag(help: "Discard the finished arms and states of an earlier study in the output directory.")
     var force = false
 
-    @Option(help: "BLAS threads per rank (default: OPENBLAS_NUM_THREADS, else the cores shared among this node's ranks).")
+    @Option(help: "Threads per rank: training runs that many of the rank's samples at once, one BLAS thread each; evaluation runs on that many BLAS threads (default: OPENBLAS_NUM_THREADS, else the cores shared among this node's ranks).")
     var threads: Int?
 
     func run() throws {
