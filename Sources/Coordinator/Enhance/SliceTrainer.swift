@@ -92,9 +92,8 @@ final class SliceTrainer {
         for b in first..<batches.count {
             let batch = batches[b]
             // Member k of the batch goes to rank k mod size: the sum does not depend on who adds what.
-            var sums = ExactAccumulator(count: P + 1)
             let mine = stride(from: mpi.rank, to: batch.count, by: mpi.size).map { items[batch[$0]] }
-            try SampleGradientWorkers.sum(mine, model: model, slices: slices, workers: workers, into: &sums)
+            let sums = try SampleGradientWorkers.sum(mine, model: model, slices: slices, workers: workers, count: P + 1)
             let reduced = try mpi.sumInt64(sums.limbs)
             var values: [Float] = []
             if let reduced, adam != nil {
